@@ -1,0 +1,91 @@
+r"""Default: learn one procedurally drawn character's colours from its line art (CPU).
+
+The data is rendered on the fly (no files, no network): one character -- head, hair,
+eyes, clothes -- in its own fixed palette, with black outlines, at a random pose, size and
+position. Line art is extracted from each colour image (XDoG or dilation-difference, chosen at
+random per sample), as for real illustrations.
+
+Command:
+  python -m mangacolor_jax.train --config configs/default.py --workdir runs/default
+
+Hardware and expected result: see the README's "Results" table (filled from measured runs).
+"""
+
+import ml_collections
+
+
+def get_config():
+  """Returns the default configuration."""
+  config = ml_collections.ConfigDict()
+  # Root of every random source. -1 draws a fresh seed (logged and checkpointed).
+  config.seed = 0
+  config.batch_size = 16
+  config.num_train_steps = 2000
+  config.log_every_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  # Compute dtype; parameters, optimiser state and losses stay float32.
+  config.dtype = "float32"
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "synthetic"  # synthetic | folder
+  config.data.image_dir = ""  # folder source: any folder of JPEG/PNG/WebP illustrations
+  config.data.image_size = 64  # training crop height (and width unless image_width > 0)
+  config.data.image_width = 0  # 0: square crops
+  config.data.num_train = 4096  # synthetic source: images in the train split
+  config.data.num_val = 256  # synthetic source: images in the validation split
+  config.data.val_fraction = 0.05  # folder source: share of files held out (fixed split)
+  config.data.max_val_images = 256  # cap on validation images per evaluation
+  # Line-art extractors chosen at random per training sample, with jittered parameters.
+  config.data.extractors = ("xdog", "dilate")
+  config.data.xdog_sigma = (0.3, 0.5)
+  config.data.dilate_gain = (2.0, 3.0)
+  config.data.lineart_upscale = 2  # extract at 2x then downsample: lines stay whole
+  # Augmentation (training only): random resized crop + flip; colour jitter of the target.
+  config.data.augment = True
+  config.data.crop_scale = (0.8, 1.0)
+  config.data.flip = True
+  config.data.color_jitter = 0.0  # 0 keeps the character's palette
+
+  config.model = ml_collections.ConfigDict()
+  config.model.gen_features = 32  # first U-Net level width
+  config.model.gen_max_features = 256
+  config.model.gen_depth = 4  # downsamplings; image sides must be multiples of 2**depth
+  config.model.gen_upsample = "resize"  # resize (nearest + conv) | transpose | subpixel
+  config.model.disc_features = 32
+  config.model.disc_layers = 3  # PatchGAN: 3 gives a 70x70 receptive field
+  config.model.norm = "batch"  # batch | instance | layer | none (generator)
+  config.model.disc_norm = "batch"  # batch | instance | layer | none
+  config.model.activation = "relu"  # relu | leaky_relu | prelu (generator decoder)
+  config.model.dropout = 0.0  # generator decoder dropout rate
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.gan = "lsgan"  # vanilla | lsgan | hinge | none (plain reconstruction)
+  config.loss.gan_weight = 1.0
+  config.loss.gradient_penalty = "none"  # none | dragan | r1
+  config.loss.gp_weight = 10.0
+  config.loss.l1_weight = 100.0
+  config.loss.mse_weight = 0.0
+  config.loss.l2_weight = 0.0  # L2 penalty on the generator's kernels
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.g_lr = 2e-4
+  config.optim.d_lr = 2e-4
+  config.optim.b1 = 0.5
+  config.optim.b2 = 0.999
+  # constant | linear_decay (to 0 at the end) | exponential (x decay_rate every
+  # decay_every steps) | cosine
+  config.optim.schedule = "constant"
+  config.optim.decay_rate = 0.95
+  config.optim.decay_every = 1000
+  config.optim.warmup_steps = 0
+  config.optim.grad_clip = 0.0  # global-norm clip; 0 turns it off
+
+  config.hints = ml_collections.ConfigDict()
+  config.hints.mode = "none"  # none | sparse
+  config.hints.max_points = 32  # hint pixels per image at most
+  config.hints.drop_prob = 0.5  # share of training images given no hint at all
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.num_samples = 8  # images in the sample grids
+  return config

@@ -1,0 +1,43 @@
+"""Test set-up: 8 fake CPU devices (set before JAX is imported) and shared fixtures."""
+
+import os
+import pathlib
+import sys
+
+# Every test runs data-parallel over 8 devices, so the sharded path is what gets tested.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))  # for `from configs import ...`
+
+SHARED_FACES = REPO.parent / "shared" / "data" / "anime_faces"
+
+
+@pytest.fixture
+def tiny_config():
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  return tiny.get_config()
+
+
+@pytest.fixture
+def anime_faces():
+  """The shared anime-faces folder, or a skip where this checkout has none."""
+  if not (SHARED_FACES / "faces64").is_dir():
+    pytest.skip(f"shared data folder {SHARED_FACES} is absent (only developer checkouts "
+                "and CI have it)")
+  return SHARED_FACES
+
+
+@pytest.fixture
+def ci_faces(anime_faces, tmp_path):
+  """A folder of 64 real faces (links into the shared folder; nothing is copied)."""
+  folder = tmp_path / "faces"
+  folder.mkdir()
+  for name in (anime_faces / "ci_subset.txt").read_text().split():
+    (folder / pathlib.Path(name).name).symlink_to(anime_faces / name)
+  return folder
