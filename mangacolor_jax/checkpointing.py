@@ -107,7 +107,9 @@ class Checkpointer:
       raise ValueError(f"keep_latest must be >= 1 or None, got {keep_latest}.")
     if keep_best is not None and keep_best < 0:
       raise ValueError(f"keep_best must be >= 0 or None, got {keep_best}.")
-    self._directory = str(directory)
+    # Orbax's storage layer refuses relative paths (and fails only in the async
+    # writer, long after save() returned).
+    self._directory = os.path.abspath(os.fspath(directory))
     self._best_metric = best_metric
     self._best_mode = best_mode
 

@@ -318,3 +318,15 @@ def test_rejects_bad_options(tmp_path):
     checkpointing.Checkpointer(tmp_path, best_mode="highest")
   with pytest.raises(ValueError, match="keep_latest"):
     checkpointing.Checkpointer(tmp_path, keep_latest=0)
+
+
+def test_relative_directory_saves_and_restores(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  state = {"w": jnp.arange(3.0)}
+  with checkpointing.Checkpointer("run/checkpoints") as ckpt:
+    ckpt.save(1, state, meta={"a": 1})
+    ckpt.wait_until_finished()
+  with checkpointing.Checkpointer("run/checkpoints", create=False) as ckpt:
+    restored, meta = ckpt.restore("latest", jax.eval_shape(lambda: state))
+  np.testing.assert_array_equal(restored["w"], state["w"])
+  assert meta == {"a": 1}
