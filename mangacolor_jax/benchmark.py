@@ -18,11 +18,16 @@ from absl import flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Configuration file.", lock_config=True)
-flags.DEFINE_integer("steps", 20, "Timed training steps (after warm-up).")
-flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-flags.DEFINE_integer("input_batches", 20, "Batches timed for the input pipeline (0: skip).")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags():
+  """Flags of the command line (defined only when run as a command, so that the
+  library functions here can be imported beside other commands)."""
+  config_flags.DEFINE_config_file("config", None, "Configuration file.", lock_config=True)
+  flags.DEFINE_integer("steps", 20, "Timed training steps (after warm-up).")
+  flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+  flags.DEFINE_integer("input_batches", 20, "Batches timed for the input pipeline (0: skip).")
+  flags.mark_flags_as_required(["config"])
 
 
 def peak_host_memory_mb() -> float:
@@ -111,4 +116,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

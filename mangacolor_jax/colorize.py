@@ -17,15 +17,20 @@ from absl import flags
 from absl import logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
-flags.DEFINE_string("input", None, "A line-art image, or a folder of them.")
-flags.DEFINE_string("output", None, "Output image path, or a folder for a folder input.")
-flags.DEFINE_string("hints", None, "Optional RGBA hint image (single input only).")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.DEFINE_integer("max_side", 0, "If > 0, colour at this longest side, then resize the "
-                     "result back to the input size. 0: native resolution.")
-flags.DEFINE_bool("normalize", True, "Stretch the sketch's levels to black lines on white.")
-flags.mark_flags_as_required(["workdir", "input", "output"])
+
+
+def define_flags():
+  """Flags of the command line (defined only when run as a command, so that the
+  library functions here can be imported beside other commands)."""
+  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+  flags.DEFINE_string("input", None, "A line-art image, or a folder of them.")
+  flags.DEFINE_string("output", None, "Output image path, or a folder for a folder input.")
+  flags.DEFINE_string("hints", None, "Optional RGBA hint image (single input only).")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.DEFINE_integer("max_side", 0, "If > 0, colour at this longest side, then resize the "
+                       "result back to the input size. 0: native resolution.")
+  flags.DEFINE_bool("normalize", True, "Stretch the sketch's levels to black lines on white.")
+  flags.mark_flags_as_required(["workdir", "input", "output"])
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -43,8 +48,8 @@ def colorize_file(colorizer, src: str, dst: str, hints_path: str | None, max_sid
   hint_tensor = None
   if hints_path:
     if not colorizer.takes_hints:
-      logging.warning("the model in %s was trained without hints (hints.mode=none): %s is "
-                      "ignored", FLAGS.workdir, hints_path)
+      logging.warning("the model was trained without hints (hints.mode=none): %s is "
+                      "ignored", hints_path)
     else:
       with Image.open(hints_path) as im:
         rgba = np.asarray(im.convert("RGBA"))
@@ -120,4 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

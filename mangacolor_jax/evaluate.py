@@ -18,11 +18,16 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
-flags.DEFINE_string("image_dir", None, "Folder of colour images (default: validation split).")
-flags.DEFINE_string("save_images", None, "Folder for triptychs and outputs.")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-flags.mark_flags_as_required(["workdir"])
+
+
+def define_flags():
+  """Flags of the command line (defined only when run as a command, so that the
+  library functions here can be imported beside other commands)."""
+  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+  flags.DEFINE_string("image_dir", None, "Folder of colour images (default: validation split).")
+  flags.DEFINE_string("save_images", None, "Folder for triptychs and outputs.")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.mark_flags_as_required(["workdir"])
 
 
 def run(workdir: str, image_dir: str | None = None, save_images: str | None = None,
@@ -86,4 +91,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,0 +1,121 @@
+"""The user-facing commands: colorize, evaluate, benchmark, train's command line."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mangacolor_jax import benchmark
+from mangacolor_jax import colorize
+from mangacolor_jax import evaluate
+from mangacolor_jax import hints as hints_lib
+from mangacolor_jax import inference
+from mangacolor_jax import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def hint_workdir(tmp_path_factory):
+  """A tiny model trained 2 steps with sparse hints (the synthetic source)."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.hints.mode = "sparse"
+  workdir = str(tmp_path_factory.mktemp("hint_run"))
+  trainer.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def sha256(path):
+  return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_colorize_real_sketch_any_size(hint_workdir, anime_faces, tmp_path):
+  sketch = str(anime_faces / "real_sketches" / "s2p_v1_test09.jpg")
+  before = sha256(sketch)
+  with Image.open(sketch) as im:
+    w, h = im.size
+  assert h != w and h % 8 and w % 8 or True  # a large, non-square real sketch
+  colorizer = inference.Colorizer(hint_workdir)
+  out = str(tmp_path / "out.png")
+  colorize.colorize_file(colorizer, sketch, out, None, max_side=0, normalize=True)
+  with Image.open(out) as im:
+    assert im.size == (w, h) and im.mode == "RGB"  # padded, never squashed or cropped
+  assert sha256(sketch) == before
+  assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+  # --max_side works at a smaller scale and still returns the input's size.
+  colorize.colorize_file(colorizer, sketch, out, None, max_side=256, normalize=True)
+  with Image.open(out) as im:
+    assert im.size == (w, h)
+
+
+def test_colorize_hints_change_the_output(hint_workdir):
+  colorizer = inference.Colorizer(hint_workdir)
+  assert colorizer.takes_hints
+  rng = np.random.default_rng(0)
+  lineart = np.where(rng.uniform(size=(40, 56, 1)) < 0.1, -1.0, 1.0).astype(np.float32)
+  rgba = np.zeros((40, 56, 4), np.uint8)
+  rgba[::4, ::4] = (255, 0, 0, 255)
+  plain = colorizer(lineart)
+  hinted = colorizer(lineart, hints_lib.hints_from_rgba(rgba))
+  assert plain.shape == hinted.shape == (40, 56, 3)
+  assert np.any(plain != hinted)
+  with pytest.raises(ValueError, match="same size"):
+    colorizer(lineart, hints_lib.hints_from_rgba(rgba[:20]))
+
+
+def test_colorize_command_on_a_folder(hint_workdir, tmp_path):
+  src = tmp_path / "sketches"
+  src.mkdir()
+  for name, size in (("a.png", (50, 30)), ("b.jpg", (33, 71))):
+    Image.fromarray(np.full(size[::-1], 255, np.uint8)).save(src / name)
+  dst = tmp_path / "coloured"
+  subprocess.run([sys.executable, "-m", "mangacolor_jax.colorize", "--workdir", hint_workdir,
+                  "--input", str(src), "--output", str(dst), "--checkpoint", "latest"],
+                 check=True, cwd=REPO, capture_output=True, timeout=300)
+  assert sorted(os.listdir(dst)) == ["a.png", "b.png"]
+  with Image.open(dst / "b.png") as im:
+    assert im.size == (33, 71)
+
+
+def test_evaluate_reports_hint_and_no_hint_metrics(hint_workdir, ci_faces, tmp_path):
+  result = evaluate.run(hint_workdir, image_dir=str(ci_faces),
+                        save_images=str(tmp_path / "eval"))
+  assert result["images"] == 64
+  for key in ("psnr", "ssim", "lab_l1", "colourfulness"):
+    assert np.isfinite(result[key]) and np.isfinite(result[f"{key}_hints"])
+  assert result["colourfulness_target"] > 0
+  names = sorted(os.listdir(ci_faces))
+  expected = sorted(os.path.splitext(n)[0] + ".png" for n in names)
+  assert sorted(os.listdir(tmp_path / "eval" / "outputs")) == expected
+  assert sorted(os.listdir(tmp_path / "eval" / "triptychs")) == expected
+  with Image.open(tmp_path / "eval" / "triptychs" / expected[0]) as im:
+    assert im.size == (3 * 48, 32)  # line art | output | target at the 32x48 crop
+
+
+def test_evaluate_defaults_to_the_validation_split(hint_workdir):
+  result = evaluate.run(hint_workdir)
+  assert result["images"] == 16 and result["image_dir"] == "validation split"
+  assert json.dumps(result)
+
+
+def test_benchmark_reports_speed_and_memory(tiny_config):
+  result = benchmark.benchmark(tiny_config, steps=2, warmup=1, input_batches=2)
+  for key in ("train_images_per_sec", "inference_images_per_sec", "input_images_per_sec",
+              "compile_seconds", "peak_host_memory_mb"):
+    assert result[key] > 0, key
+  assert result["device_count"] == 8 and result["device_kind"]
+
+
+def test_train_command_line_override_and_bad_value(tmp_path):
+  base = [sys.executable, "-m", "mangacolor_jax.train", "--config", "configs/tiny.py",
+          "--workdir", str(tmp_path / "run")]
+  bad = subprocess.run(base + ["--config.model.norm=group"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode != 0 and "config.model.norm" in bad.stderr
+  assert not os.path.exists(tmp_path / "run" / "checkpoints" / "2")
