@@ -24,6 +24,13 @@ def get_config():
   config.log_every_steps = 50
   config.eval_every_steps = 500
   config.checkpoint_every_steps = 500
+  # Checkpoints kept: the latest plus the best `keep_best_checkpoints` by eval PSNR.
+  config.keep_best_checkpoints = 1
+  # Stop when eval PSNR has not improved by min_delta for `patience` evaluations (0: off).
+  config.early_stopping_patience = 0
+  config.early_stopping_min_delta = 0.0
+  # TensorBoard diagnostics (histograms, gradient flow, update ratios...; 0: off).
+  config.diagnostics_every_steps = 0
   # Compute dtype; parameters, optimiser state and losses stay float32.
   config.dtype = "float32"
 

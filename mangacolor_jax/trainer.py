@@ -79,9 +79,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(config.dtype, DTYPES, "config.dtype")
   _check_choice(config.hints.mode, HINT_MODES, "config.hints.mode")
   for field in ("batch_size", "num_train_steps", "log_every_steps", "eval_every_steps",
-                "checkpoint_every_steps"):
+                "checkpoint_every_steps", "keep_best_checkpoints"):
     if int(config[field]) <= 0:
       raise ValueError(f"config.{field}={config[field]} must be positive")
+  for field in ("early_stopping_patience", "diagnostics_every_steps"):
+    if int(config.get(field, 0)) < 0:
+      raise ValueError(f"config.{field}={config[field]} must be >= 0 (0 turns it off)")
   for field in ("gen_features", "gen_depth", "gen_max_features", "disc_features",
                 "disc_layers"):
     if int(m[field]) <= 0:
@@ -364,8 +367,15 @@ def sample_grid(lineart: np.ndarray, output: np.ndarray, target: np.ndarray,
 
 def evaluate(setup: Setup, state: GANState, eval_ds, mesh, compiled_eval_step,
              num_samples: int = 0):
-  """Averages eval metrics over a finite dataset; returns (metrics, sample grid or None)."""
-  sums, count, grid = {}, 0.0, None
+  """Averages eval metrics over a finite dataset.
+
+  Returns:
+    (metrics, images): metrics averaged over the real (non-padding) examples, prefixed
+    "eval_"; images (when num_samples > 0) holds "eval_samples", the first examples, and
+    "eval_worst", the examples with the largest L1 error (the series' error analysis),
+    each as a uint8 grid of line art | output | target rows.
+  """
+  sums, count, first, worst = {}, 0.0, None, []
   for i, batch in enumerate(eval_ds.as_numpy_iterator()):
     valid = batch.pop("valid")
     batch.pop("name", None)
@@ -376,11 +386,20 @@ def evaluate(setup: Setup, state: GANState, eval_ds, mesh, compiled_eval_step,
     for k, v in per_example.items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64) * valid))
     count += float(valid.sum())
-    if grid is None and num_samples:
-      n = int(min(num_samples, valid.sum()))
-      grid = sample_grid(batch["lineart"][:n],
-                         np.asarray(jax.device_get(fake))[:n], batch["target"][:n], n)
-  return {f"eval_{k}": v / max(count, 1.0) for k, v in sums.items()}, grid
+    if num_samples:
+      fake = np.asarray(jax.device_get(fake))
+      rows = [(float(per_example["l1"][j]), batch["lineart"][j], fake[j], batch["target"][j])
+              for j in np.nonzero(valid)[0]]
+      if first is None:
+        first = rows[:num_samples]
+      worst = sorted(worst + rows, key=lambda r: -r[0])[:num_samples]
+  metrics = {f"eval_{k}": v / max(count, 1.0) for k, v in sums.items()}
+  images = {}
+  for name, rows in (("eval_samples", first), ("eval_worst", worst)):
+    if rows:
+      images[name] = sample_grid(*(np.stack([r[c] for r in rows]) for c in (1, 2, 3)),
+                                 len(rows))
+  return metrics, images
 
 
 def save_png(path: str, image: np.ndarray) -> None:
@@ -401,9 +420,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   os.makedirs(workdir, exist_ok=True)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                    keep_best=config.keep_best_checkpoints,
                                     best_metric="eval_psnr", best_mode="max")
   latest = ckpt.latest_step()
   meta = ckpt.restore_meta(latest) if latest is not None else None
+  # Early-stopping bookkeeping travels in the checkpoint so that a resumed run goes on
+  # counting where it stopped.
+  stopping = dict(best=None, best_step=0, bad_evals=0, stopped=False)
+  if meta is not None:
+    stopping.update(meta.get("early_stopping", {}))
   seed = resolve_seed(config, meta)
   logging.info("seed %d%s", seed, " (drawn fresh: config.seed=-1)" if config.seed < 0 else "")
   logging.info("config:\n%s", config)
@@ -422,6 +447,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   else:
     state = jax.jit(setup.create_state, out_shardings=repl)(init_rng)
   start_step = int(jax.device_get(state.step))
+  if stopping["stopped"]:
+    logging.info("this run stopped early at step %d (best eval_psnr %s at step %d); "
+                 "nothing to do", start_step, stopping["best"], stopping["best_step"])
+    ckpt.close()
+    return state
   logging.info("generator: %d parameters, discriminator: %d",
                models.count_params(state.g_params), models.count_params(state.d_params))
 
@@ -455,19 +485,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   os.makedirs(samples_dir, exist_ok=True)
 
   def run_eval(step, state):
-    metrics, grid = evaluate(setup, state, eval_ds, mesh, p_eval_step,
-                             config.eval.num_samples)
+    metrics, images = evaluate(setup, state, eval_ds, mesh, p_eval_step,
+                               config.eval.num_samples)
     writer.write_scalars(step, metrics)
     lineart = sharding.place_batch({"l": sample_batch["lineart"]}, mesh)["l"]
     train_out = p_generate(state, lineart, hints_lib.no_hints(lineart))
-    train_grid = sample_grid(sample_batch["lineart"], np.asarray(jax.device_get(train_out)),
-                             sample_batch["target"], config.eval.num_samples)
-    images = {"train_samples": train_grid[None]}
-    if grid is not None:
-      images["eval_samples"] = grid[None]
-      if pi == 0:
-        save_png(os.path.join(samples_dir, f"eval_{step:07d}.png"), grid)
-    writer.write_images(step, images)
+    images["train_samples"] = sample_grid(
+        sample_batch["lineart"], np.asarray(jax.device_get(train_out)),
+        sample_batch["target"], config.eval.num_samples)
+    if pi == 0 and "eval_samples" in images:
+      save_png(os.path.join(samples_dir, f"eval_{step:07d}.png"), images["eval_samples"])
+    writer.write_images(step, {k: v[None] for k, v in images.items()})
     logging.info("eval at step %d: %s", step,
                  json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     return metrics
@@ -485,15 +513,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           "intact. Lower config.optim.g_lr / d_lr, set config.optim.grad_clip, or check "
           "the data.")
 
+  def early_stop(step, eval_metrics) -> bool:
+    """Updates the patience count; True when training should stop."""
+    value = eval_metrics["eval_psnr"]
+    best = stopping["best"]
+    if best is None or value > best + config.early_stopping_min_delta:
+      stopping.update(best=value, best_step=step, bad_evals=0)
+    else:
+      stopping["bad_evals"] += 1
+    if stopping["bad_evals"] >= config.early_stopping_patience:
+      stopping["stopped"] = True
+      logging.info("early stopping at step %d: eval_psnr has not improved for %d "
+                   "evaluations (best %.4f at step %d)", step, stopping["bad_evals"],
+                   stopping["best"], stopping["best_step"])
+    return stopping["stopped"]
+
+  diagnostics = None
+  if config.get("diagnostics_every_steps", 0):
+    from mangacolor_jax import diagnostics as diagnostics_lib  # pylint: disable=g-import-not-at-top
+    probe = next(eval_ds.as_numpy_iterator())
+    probe.pop("name", None)
+    probe.pop("valid", None)
+    diagnostics = diagnostics_lib.Diagnostics(setup, mesh, writer,
+                                              sharding.place_batch(probe, mesh))
+
   if start_step == 0:
     run_eval(0, state)
   train_metrics = []
   train_iter = train_ds.as_numpy_iterator()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
-      batch = next(train_iter)
+      batch = sharding.place_batch(next(train_iter), mesh)
+      diagnose = diagnostics is not None and step % config.diagnostics_every_steps == 0
+      before = diagnostics.snapshot(state) if diagnose else None
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, metrics = p_train_step(state, sharding.place_batch(batch, mesh))
+        state, metrics = p_train_step(state, batch)
+      if diagnose:
+        diagnostics.write(step, before, state, batch)
       train_metrics.append(metrics)
       report_progress(step)
 
@@ -505,12 +561,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
                    for k in window[0]}
         writer.write_scalars(step, summary)
         train_metrics = []
-      eval_metrics = None
+      eval_metrics, stop = None, False
       if step % config.eval_every_steps == 0 or is_last:
         eval_metrics = run_eval(step, state)
-      if step % config.checkpoint_every_steps == 0 or is_last:
+        stop = config.early_stopping_patience > 0 and early_stop(step, eval_metrics)
+      if step % config.checkpoint_every_steps == 0 or is_last or stop:
         check_finite(step, jax.device_get(train_metrics), state)
-        ckpt.save(step, state, meta=dict(run_meta, step=step), metrics=eval_metrics)
+        ckpt.save(step, state, metrics=eval_metrics,
+                  meta=dict(run_meta, step=step, early_stopping=dict(stopping)))
+      if stop:
+        break
   finally:
     # On any exit, an error included, let a checkpoint being written finish.
     writer.flush()

@@ -26,6 +26,20 @@ def tensorboard_tags(workdir):
   return tags
 
 
+def scalar_values(workdir, tag):
+  """{step: value} of one scalar tag in the workdir's event files."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
+    acc = event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0})
+    acc.Reload()
+    if tag in acc.Tags()["tensors"]:
+      for event in acc.Tensors(tag):
+        out[event.step] = float(tf.make_ndarray(event.tensor_proto))
+  return out
+
+
 def params_of(state):
   return jax.tree_util.tree_leaves(jax.device_get((state.g_params, state.d_params,
                                                    state.g_batch_stats)))
@@ -181,3 +195,34 @@ def test_folder_without_readable_image_fails_fast(tiny_config, tmp_path):
   tiny_config.data.image_dir = str(folder)
   with pytest.raises(ValueError, match=str(folder)):
     trainer.train_and_evaluate(tiny_config, str(tmp_path / "run"))
+
+
+def test_early_stopping_stops_records_and_stays_stopped(tiny_config, tmp_path):
+  tiny_config.num_train_steps = 8
+  tiny_config.eval_every_steps = 1
+  tiny_config.checkpoint_every_steps = 100
+  tiny_config.early_stopping_patience = 2
+  tiny_config.early_stopping_min_delta = 1000.0  # no eval can improve on the first enough
+  state = trainer.train_and_evaluate(tiny_config, str(tmp_path))
+  # Step 1 sets the best; steps 2 and 3 fail to beat it by min_delta: stop at 3.
+  assert int(state.step) == 3
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), create=False)
+  meta = ckpt.restore_meta("latest")
+  assert ckpt.latest_step() == 3
+  assert meta["early_stopping"]["stopped"] and meta["early_stopping"]["best_step"] == 1
+  # Restarting on the workdir does not train past the stop.
+  assert int(trainer.train_and_evaluate(tiny_config, str(tmp_path)).step) == 3
+
+
+def test_keeps_latest_and_best_k_checkpoints(tiny_config, tmp_path):
+  tiny_config.num_train_steps = 4
+  tiny_config.eval_every_steps = 1
+  tiny_config.checkpoint_every_steps = 1
+  tiny_config.keep_best_checkpoints = 2
+  trainer.train_and_evaluate(tiny_config, str(tmp_path))
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), create=False)
+  psnr = {s: v for s, v in scalar_values(str(tmp_path), "eval_psnr").items() if s > 0}
+  assert sorted(psnr) == [1, 2, 3, 4]
+  best_two = sorted(psnr, key=lambda s: -psnr[s])[:2]
+  assert set(ckpt.all_steps()) == {4} | set(best_two)
+  assert ckpt.best_step() == best_two[0]
