@@ -226,3 +226,38 @@ def test_keeps_latest_and_best_k_checkpoints(tiny_config, tmp_path):
   best_two = sorted(psnr, key=lambda s: -psnr[s])[:2]
   assert set(ckpt.all_steps()) == {4} | set(best_two)
   assert ckpt.best_step() == best_two[0]
+
+
+def test_kill_9_and_resume_matches_uninterrupted(tiny_config, tmp_path):
+  """A real SIGKILL of the training process, then a resume on the same workdir."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  steps, every = 30, 2
+  tiny_config.num_train_steps = steps
+  tiny_config.checkpoint_every_steps = every
+  tiny_config.eval_every_steps = 1000
+  workdir = tmp_path / "killed"
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "mangacolor_jax.train", "--config", "configs/tiny.py",
+       "--workdir", str(workdir), f"--config.num_train_steps={steps}",
+       f"--config.checkpoint_every_steps={every}", "--config.eval_every_steps=1000"],
+      cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 240
+    while not (workdir / "checkpoints" / "4").exists():
+      assert proc.poll() is None, "training ended before it could be killed"
+      assert time.time() < deadline, "no checkpoint appeared in time"
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.wait()
+  latest = checkpointing.Checkpointer(str(workdir / "checkpoints"), create=False).latest_step()
+  assert latest is not None and latest < steps, "the kill must interrupt training"
+  resumed = trainer.train_and_evaluate(tiny_config, str(workdir))
+  straight = trainer.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
+  assert int(resumed.step) == int(straight.step) == steps
+  for x, y in zip(params_of(straight), params_of(resumed)):
+    np.testing.assert_array_equal(x, y)
