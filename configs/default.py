@@ -29,14 +29,29 @@ def get_config():
   # Stop when eval PSNR has not improved by min_delta for `patience` evaluations (0: off).
   config.early_stopping_patience = 0
   config.early_stopping_min_delta = 0.0
-  # TensorBoard diagnostics (histograms, gradient flow, update ratios...; 0: off).
+  # TensorBoard diagnostics (histograms, gradient flow, update ratios...; 0: off). The
+  # bounds below only decide when the log warns (mangacolor_jax/diagnostics.py).
   config.diagnostics_every_steps = 0
+  config.diagnostics = ml_collections.ConfigDict()
+  config.diagnostics.grad_norm_min = 1e-7  # a layer's gradient norm below: vanishing
+  config.diagnostics.grad_norm_max = 1e3  # above: exploding
+  config.diagnostics.grad_shrink_factor = 1e3  # output -> input layer RMS-gradient ratio
+  config.diagnostics.update_ratio_min = 1e-4  # median |dW| / |W| per layer below: too slow
+  config.diagnostics.update_ratio_max = 1e-2  # above: too fast (the series' ~1e-3 rule)
+  config.diagnostics.dead_max = 0.5  # share of dead units in one activation layer
+  # "net/activation layer" whose top-9 validation patches are drawn, for a few feature maps.
+  config.diagnostics.patch_layers = ("gen/enc2_act", "disc/act2")
+  config.diagnostics.patch_features = 4
   # Compute dtype; parameters, optimiser state and losses stay float32.
   config.dtype = "float32"
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = "synthetic"  # synthetic | folder
+  config.data.source = "synthetic"  # synthetic | folder | tfds
   config.data.image_dir = ""  # folder source: any folder of JPEG/PNG/WebP illustrations
+  config.data.tfds_dir = ""  # tfds source: the --output folder of mangacolor_jax.data.prepare
+  config.data.tfds_name = "mangacolor_images"
+  config.data.tfds_train_split = "train"
+  config.data.tfds_eval_split = "validation"  # "test" for final numbers only
   config.data.image_size = 64  # training crop height (and width unless image_width > 0)
   config.data.image_width = 0  # 0: square crops
   config.data.num_train = 4096  # synthetic source: images in the train split
@@ -52,6 +67,7 @@ def get_config():
   config.data.augment = True
   config.data.crop_scale = (0.8, 1.0)
   config.data.flip = True
+  config.data.max_rotation = 0.0  # degrees of random rotation (zoomed: no empty corners)
   config.data.color_jitter = 0.0  # 0 keeps the character's palette
 
   config.model = ml_collections.ConfigDict()
@@ -65,6 +81,8 @@ def get_config():
   config.model.disc_norm = "batch"  # batch | instance | layer | none
   config.model.activation = "relu"  # relu | leaky_relu | prelu (generator decoder)
   config.model.dropout = 0.0  # generator decoder dropout rate
+  # Parameter-path prefixes kept fixed (zero updates), e.g. ("gen/enc0_conv", "disc/conv0").
+  config.model.freeze = ()
 
   config.loss = ml_collections.ConfigDict()
   config.loss.gan = "lsgan"  # vanilla | lsgan | hinge | none (plain reconstruction)

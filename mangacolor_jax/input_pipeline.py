@@ -9,6 +9,19 @@ Sources (`config.data.source`):
 * ``folder``: every JPEG/PNG/WebP under `config.data.image_dir` (recursive), any size and
   aspect, gray and RGBA too (alpha is composited on white). A fixed share
   (`config.data.val_fraction`) is held out by `split_files`, again independent of the seed.
+* ``tfds``: the TFDS data set `python -m mangacolor_jax.data.prepare` builds in
+  `config.data.tfds_dir` (`tfds.builder(config.data.tfds_name, data_dir=...)`): training
+  reads split `config.data.tfds_train_split` ("train"), evaluation
+  `config.data.tfds_eval_split` ("validation"; "test" for the final numbers). Each split is
+  read once, undecoded (`tfds.decode.SkipDecoding`), into host memory as a list of encoded
+  images ordered by id; example i is then item i of that list, decoded in the map like a
+  folder's file. That random access is what keeps this source's guarantees identical to
+  the folder's: the same permutation and per-example randomness, and a resume that skips
+  by arithmetic, before anything is decoded (TFRecord shards can only be read in order, so
+  streaming them would mean reading -- and with a shuffle buffer, decoding -- everything
+  skipped). The cost is host memory of about the split's encoded size per process: the
+  prepare report gives it (`bytes`): 52 MB for the 5.5k 64x64 faces of the development
+  set; at their compression, 100k 256-px PNGs would take about 15 GB.
 
 Training batches are reproducible bit for bit from (config, seed, start_index), whatever the
 parallelism: example number g of the run (counted over global batches) is fully determined by
@@ -17,6 +30,12 @@ and every random augmentation and line-art choice (stateless ops keyed by (seed,
 resuming at step s is `start_index = s * config.batch_size`, which costs nothing (no element
 is produced and thrown away), and a process of a multi-process run takes its slice of every
 global batch: the union over processes is the single-process batch.
+
+Training augmentation (`config.data.augment`): a random crop with the output's aspect
+(`crop_scale`, at a random position: the shift), an optional small rotation
+(`max_rotation` degrees, zoomed so no corner is left empty; 0 by default), a flip, and
+colour jitter of the target (`color_jitter`: hue, saturation, brightness); the line art is
+extracted after all of them, so the pair stays consistent.
 
 Use from JAX:
 
@@ -36,6 +55,7 @@ Each process gets b = config.batch_size // process_count examples per batch; pla
 does not take accelerator memory from JAX.
 """
 
+import functools
 import hashlib
 import math
 import os
@@ -53,7 +73,9 @@ try:
 except (RuntimeError, ValueError) as e:  # TF already initialised its devices.
   logging.warning("Could not hide GPUs from TensorFlow: %s", e)
 
-SOURCES = ("synthetic", "folder")
+SOURCES = ("synthetic", "folder", "tfds")
+# The builder `mangacolor_jax.data.prepare` writes (mangacolor_jax.data.tfds_builder.NAME).
+TFDS_NAME = "mangacolor_images"
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # Renderer seed of the synthetic data set. Fixed (not config.seed) so that the validation
 # images, and so the validation metrics, are comparable between runs.
@@ -63,6 +85,8 @@ _SPLIT_KEY = b"mangacolor_jax/split/v1:"
 # Salts that keep the permutation and the per-example randomness of one seed apart.
 _SHUFFLE_SALT = 0x5F1E
 _SAMPLE_SALT = 0xA6
+# Separate from the six per-example keys so that turning rotation on changes nothing else.
+_ROTATION_SALT = 0x207
 _MIN_SIDE = 16
 _FILES_TO_PROBE = 8
 _INT64_MAX = np.iinfo(np.int64).max
@@ -182,8 +206,8 @@ def validate_data_config(config) -> None:
 
   Raises:
     ValueError: naming the offending field: unknown source or extractor, bad image size
-      or ranges, a missing or empty folder, a folder where no checked file decodes, or a
-      split that would be empty.
+      or ranges, a missing or empty folder, a folder where no checked file decodes, a
+      missing TFDS data set or split, or a split that would be empty.
   """
   data = config.data
   if data.source not in SOURCES:
@@ -207,7 +231,12 @@ def validate_data_config(config) -> None:
     raise ValueError(
         f"config.data.max_val_images={data.max_val_images!r}: the validation set would be "
         "empty")
-  if data.source == "synthetic":
+  max_rotation = data.get("max_rotation", 0.0)
+  if not 0.0 <= max_rotation <= 45.0:
+    raise ValueError(f"config.data.max_rotation={max_rotation!r} must be in [0, 45] degrees")
+  if data.source == "tfds":
+    _check_tfds(config)
+  elif data.source == "synthetic":
     if data.num_train < 1:
       raise ValueError(f"config.data.num_train={data.num_train!r} must be >= 1")
     if data.num_val < 1:
@@ -221,6 +250,95 @@ def validate_data_config(config) -> None:
       raise ValueError(
           f"config.data.image_dir={data.image_dir!r} holds {len(files)} image: need at "
           "least 2, one for training and one for validation")
+
+
+def _tfds_fields(config) -> Tuple[str, str, str, str]:
+  """(tfds_dir, tfds_name, train split, eval split) with their defaults."""
+  data = config.data
+  return (os.path.expanduser(str(data.get("tfds_dir", "") or "")),
+          str(data.get("tfds_name", TFDS_NAME)), str(data.get("tfds_train_split", "train")),
+          str(data.get("tfds_eval_split", "validation")))
+
+
+def _tfds_builder(tfds_dir: str, name: str):
+  """The prepared builder in `tfds_dir`; raises ValueError naming config.data.tfds_dir."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # Registers the builder, so that TFDS checks its version; without it TFDS would still
+  # load the files read-only.
+  from mangacolor_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top,unused-import
+
+  how = "build one with python -m mangacolor_jax.data.prepare --input CLEAN --output DIR"
+  if not tfds_dir:
+    raise ValueError(f"config.data.tfds_dir is empty: set it to a prepared folder ({how})")
+  if not os.path.isdir(tfds_dir):
+    raise ValueError(f"config.data.tfds_dir={tfds_dir!r}: folder {os.path.abspath(tfds_dir)} "
+                     "does not exist")
+  try:
+    builder = tfds.builder(name, data_dir=tfds_dir)
+    prepared = builder.is_prepared()
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"config.data.tfds_dir={tfds_dir!r}, config.data.tfds_name={name!r}: "
+                     f"{type(e).__name__}: {e}") from None
+  if not prepared:
+    raise ValueError(f"config.data.tfds_dir={tfds_dir!r}: no prepared data set {name!r} "
+                     f"(looked in {os.path.join(os.path.abspath(tfds_dir), name)}); {how}")
+  return builder
+
+
+def _check_tfds(config) -> None:
+  tfds_dir, name, train_split, eval_split = _tfds_fields(config)
+  builder = _tfds_builder(tfds_dir, name)
+  for field, split in (("tfds_train_split", train_split), ("tfds_eval_split", eval_split)):
+    try:
+      count = builder.info.splits[split].num_examples
+    except (KeyError, ValueError):
+      raise ValueError(f"config.data.{field}={split!r}: data set {name!r} in {tfds_dir} has "
+                       f"splits {sorted(builder.info.splits.keys())}") from None
+    if count < 1:
+      raise ValueError(f"config.data.{field}={split!r}: split {split!r} of {tfds_dir} is "
+                       "empty")
+  features = builder.info.features
+  if "image" not in features:
+    raise ValueError(f"config.data.tfds_name={name!r}: the data set has no 'image' feature "
+                     f"(it has {sorted(features.keys())})")
+
+
+def _load_tfds_split(tfds_dir: str, name: str, split: str) -> Tuple[Tuple[bytes, ...],
+                                                                   Tuple[str, ...]]:
+  """(encoded images, ids) of a split, ordered by id; read once per process and split.
+
+  The cache key holds the time the data set was written, so a data set rebuilt in place
+  (prepare --overwrite) is read again.
+  """
+  builder = _tfds_builder(tfds_dir, name)
+  info = os.path.join(str(builder.data_dir), "dataset_info.json")
+  stamp = os.stat(info).st_mtime_ns if os.path.exists(info) else 0
+  return _read_tfds_split(tfds_dir, name, split, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_tfds_split(tfds_dir: str, name: str, split: str,
+                     stamp: int) -> Tuple[Tuple[bytes, ...], Tuple[str, ...]]:
+  del stamp  # only part of the cache key
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = _tfds_builder(tfds_dir, name)
+  has_id = "id" in builder.info.features
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  ds = ds.map(lambda ex: (ex["image"], ex["id"] if has_id else ""))
+  encoded, ids = [], []
+  for images, names in ds.batch(1024).as_numpy_iterator():
+    encoded.extend(images.tolist())
+    ids.extend(n.decode("utf-8") for n in names.tolist())
+  if has_id:
+    # By id, so that example i does not depend on how TFDS sharded or interleaved the files.
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    encoded, ids = [encoded[i] for i in order], [ids[i] for i in order]
+  else:
+    ids = [f"{split}_{i:07d}" for i in range(len(encoded))]
+  logging.info("TFDS %s/%s split %s: %d images, %.1f MB encoded, in memory.", tfds_dir, name,
+               split, len(encoded), sum(map(len, encoded)) / 1e6)
+  return tuple(encoded), tuple(ids)
 
 
 # ----------------------------------------------------------------------------------------
@@ -282,8 +400,30 @@ def _color_jitter(image: tf.Tensor, strength: float, seeds: tf.Tensor) -> tf.Ten
   return tf.clip_by_value(image, 0.0, 1.0)
 
 
+def _rotate(image: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+  """Rotates [h, w, 3] by `angle` radians about its centre, zoomed in just enough (by about
+  |cos| + |sin| * aspect) that no corner falls outside the image: nothing is invented."""
+  h, w = image.shape[0], image.shape[1]
+  c, s = tf.cos(angle), tf.sin(angle)
+  # Pixel centres span [0, w - 1] x [0, h - 1]: that box, rotated, must fit in itself.
+  ry = max(h - 1, 1) / max(w - 1, 1)
+  zoom = tf.maximum(tf.abs(c) + tf.abs(s) * ry, tf.abs(c) + tf.abs(s) / ry)
+  a0, a1, b0, b1 = c / zoom, -s / zoom, s / zoom, c / zoom
+  cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+  # Maps output pixel (x, y) to the input point it samples. The zoom keeps every sample
+  # inside the image, so the white fill never shows (beyond float rounding).
+  transform = tf.stack([a0, a1, cx - a0 * cx - a1 * cy, b0, b1, cy - b0 * cx - b1 * cy,
+                        0.0, 0.0])
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=image[None], transforms=tf.cast(transform, tf.float32)[None],
+      output_shape=tf.constant([h, w], tf.int32), fill_value=tf.constant(1.0),
+      interpolation="BILINEAR", fill_mode="CONSTANT")
+  return tf.clip_by_value(out[0], 0.0, 1.0)
+
+
 class _Source:
-  """Loads item i of one split (a renderer index or a file) as float32 RGB in [0, 1]."""
+  """Loads item i of one split (a renderer index, a file or a TFDS example) as float32 RGB
+  in [0, 1]."""
 
   def __init__(self, config, split: str, image_dir: Optional[str] = None):
     data = config.data
@@ -291,6 +431,16 @@ class _Source:
     if image_dir is not None:
       self.files = _check_folder(image_dir, "image_dir")
       self.kind = "folder"
+    elif data.source == "tfds":
+      self.kind = "tfds"
+      tfds_dir, name, train_split, eval_split = _tfds_fields(config)
+      encoded, ids = _load_tfds_split(tfds_dir, name,
+                                      train_split if split == "train" else eval_split)
+      if split != "train":
+        encoded, ids = encoded[:int(data.max_val_images)], ids[:int(data.max_val_images)]
+      self._encoded = encoded
+      self.size = len(encoded)
+      self._names = tf.constant(list(ids))
     elif data.source == "synthetic":
       self.kind = "synthetic"
       if split == "train":
@@ -320,10 +470,17 @@ class _Source:
           tf.uint8, stateful=False)
       image = tf.ensure_shape(image, [h, w, 3])
       return tf.cast(image, tf.float32) * (1.0 / 255.0)
+    if self.kind == "tfds":
+      encoded = self._encoded
+      # A Python list lookup (microseconds under the GIL): the bytes are not put in the
+      # graph, where a large constant would hit the 2 GB GraphDef limit.
+      contents = tf.numpy_function(lambda j: np.array(encoded[int(j)], dtype=object), [i],
+                                   tf.string, stateful=False)
+      return _decode_rgb(tf.ensure_shape(contents, []))
     return _decode_rgb(tf.io.read_file(tf.gather(self._paths, i)))
 
   def name(self, i: tf.Tensor) -> tf.Tensor:
-    """File base name of item `i` (synthetic: synthetic_{index:05d}.png)."""
+    """File base name of item `i` (synthetic: synthetic_{index:05d}.png; tfds: its id)."""
     if self.kind == "synthetic":
       number = tf.strings.as_string(tf.cast(i, tf.int64) + self.first, width=5, fill="0")
       return tf.strings.join(["synthetic_", number, ".png"])
@@ -391,6 +548,7 @@ def create_train_dataset(config,
   extractors = tuple(data.extractors) if not isinstance(data.extractors, str) else (
       data.extractors,)
   lo_scale, hi_scale = (float(v) for v in data.crop_scale)
+  max_rotation = math.radians(float(data.get("max_rotation", 0.0)))
 
   def example_number(local):
     # Local counter -> global example number g: this process's slice of each global batch.
@@ -409,6 +567,11 @@ def create_train_dataset(config,
       u = tf.random.stateless_uniform([3], keys[0])
       scale = lo_scale + (hi_scale - lo_scale) * u[0]
       target = _crop_resize(image, hw, scale, u[1:])
+      if max_rotation > 0:
+        rotation_key = tf.random.experimental.stateless_fold_in(
+            tf.random.experimental.stateless_fold_in(sample_key, g), _ROTATION_SALT)
+        target = _rotate(target, tf.random.stateless_uniform(
+            [], rotation_key, -max_rotation, max_rotation))
       if data.flip:
         target = tf.image.stateless_random_flip_left_right(target, keys[1])
       if data.color_jitter > 0:
@@ -426,7 +589,7 @@ def create_train_dataset(config,
   ds = tf.data.Dataset.range(first_local, _INT64_MAX)
   ds = ds.map(lambda local: make_example(example_number(local)),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if source.kind == "folder":
+  if source.kind in ("folder", "tfds"):
     # A file that does not decode is dropped (with a warning) rather than ending a long
     # run; which files those are is fixed, so the stream stays reproducible.
     ds = ds.ignore_errors(log_warning=True)

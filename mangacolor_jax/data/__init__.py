@@ -1,0 +1,12 @@
+"""Data-set tooling: every step of building a colorization data set is a command.
+
+  python -m mangacolor_jax.data.crawl --site safebooru --tags "1girl solo" --limit 500 --out raw
+  python -m mangacolor_jax.data.clean --input raw --output clean
+  python -m mangacolor_jax.data.prepare --input clean --output tfds_data
+  python -m mangacolor_jax.data.inspect --config configs/anime_faces_tfds.py \
+      --config.data.tfds_dir=tfds_data --output inspect_out
+
+Each step reads the previous one's output, never modifies it, is safe to re-run and leaves a
+report a person can look at (JSON, Markdown and contact sheets or grids). Training reads the
+result with `config.data.source = "tfds"` (see `mangacolor_jax.input_pipeline`).
+"""

@@ -1,0 +1,66 @@
+"""TFDS builder of a colorization data set made by `python -m mangacolor_jax.data.prepare`.
+
+Build it with that command (it decides the splits and calls `download_and_prepare` here,
+from Python: no `tfds` command line, no apache_beam). Load it anywhere with
+
+  import tensorflow_datasets as tfds
+  from mangacolor_jax.data import tfds_builder  # registers the builder (optional)
+  ds = tfds.builder(tfds_builder.NAME, data_dir=DATA_DIR).as_dataset(split="train")
+
+Without the import TFDS still loads it, read-only, from the files in DATA_DIR.
+
+Each example: "image" (uint8 [H, W, 3] RGB, stored as PNG at its own size), "id" (the
+image's id from the crawl or the clean), "tags" (its tags, possibly none). Splits: "train",
+"validation" and "test" (a split with no images is not written). Stored as TFRecord, which
+tf.data reads (ArrayRecord it does not).
+"""
+
+from typing import Dict, List, Optional
+
+import tensorflow_datasets as tfds
+
+NAME = "mangacolor_images"
+
+
+class MangacolorImages(tfds.core.GeneratorBasedBuilder):
+  """Colour illustrations for line-art colorization, with ids and tags."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Colour image, id and tags per example."}
+
+  def __init__(self, *, records: Optional[Dict[str, List[dict]]] = None, **kwargs):
+    """Args:
+      records: only to build: split name -> [{"image": path of an RGB PNG, uint8
+        [H, W, 3] array, or a function returning one, "id": str, "tags": [str]}].
+        Loading needs none.
+      **kwargs: for `tfds.core.GeneratorBasedBuilder` (data_dir, file_format, ...).
+    """
+    self._records = records
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        description=("Colour illustrations cleaned and split by mangacolor_jax "
+                     "(python -m mangacolor_jax.data.prepare). Line art is made from them "
+                     "during training."),
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+            "id": tfds.features.Text(),
+            "tags": tfds.features.Sequence(tfds.features.Text()),
+        }),
+        homepage="https://pypi.org/project/mangacolor_jax",
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # everything is local
+    if self._records is None:
+      raise ValueError(f"{NAME} is built by `python -m mangacolor_jax.data.prepare`, which "
+                       "passes the split records; it cannot be downloaded")
+    return {split: self._generate_examples(records)
+            for split, records in self._records.items() if records}
+
+  def _generate_examples(self, records):
+    for record in records:
+      image = record["image"]
+      yield record["id"], {"image": image() if callable(image) else image,
+                           "id": record["id"], "tags": list(record["tags"])}
