@@ -5,6 +5,12 @@
   python -m mangacolor_jax.colorize --workdir runs/faces --input s.png --output o.png \
       --hints hints.png     # RGBA, same size as the sketch: opaque pixels are colour hints
 
+Ensembles average several models' outputs (optionally weighted; see
+inference.EnsembleColorizer):
+  python -m mangacolor_jax.colorize --ensemble runs/a,runs/b,runs/c --input s.png \
+      --output o.png [--ensemble_weights uniform|psnr|disc]
+  python -m mangacolor_jax.colorize --workdir runs/a --checkpoint 1000,2000,3000 ...
+
 Any size and aspect: the sketch is padded with paper, never squashed. `--max_side` first
 scales a large sketch down (aspect kept) to about the scale the model was trained at and
 scales the result back up. Outputs are written atomically; inputs are never modified.
@@ -23,14 +29,21 @@ def define_flags():
   """Flags of the command line (defined only when run as a command, so that the
   library functions here can be imported beside other commands)."""
   flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+  flags.DEFINE_string("ensemble", None, "Comma-separated workdirs whose outputs are "
+                      "averaged (instead of --workdir).")
+  flags.DEFINE_enum("ensemble_weights", "uniform", ["uniform", "psnr", "disc"],
+                    "Ensemble weights: uniform; psnr (each member's validation PSNR saved "
+                    "with its checkpoint); disc (each member's discriminator's score of its "
+                    "output, per image).")
   flags.DEFINE_string("input", None, "A line-art image, or a folder of them.")
   flags.DEFINE_string("output", None, "Output image path, or a folder for a folder input.")
   flags.DEFINE_string("hints", None, "Optional RGBA hint image (single input only).")
-  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number, or several "
+                      "comma-separated steps of --workdir to average (an ensemble).")
   flags.DEFINE_integer("max_side", 0, "If > 0, colour at this longest side, then resize the "
                        "result back to the input size. 0: native resolution.")
   flags.DEFINE_bool("normalize", True, "Stretch the sketch's levels to black lines on white.")
-  flags.mark_flags_as_required(["workdir", "input", "output"])
+  flags.mark_flags_as_required(["input", "output"])
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -91,6 +104,25 @@ def save_image(dst, rgb):
   os.replace(tmp, dst)
 
 
+def create_colorizer(workdir, ensemble, checkpoint, weights="uniform"):
+  """A Colorizer, or an EnsembleColorizer for --ensemble or several --checkpoint steps."""
+  from mangacolor_jax import inference  # pylint: disable=g-import-not-at-top
+  if bool(workdir) == bool(ensemble):
+    raise app.UsageError("give exactly one of --workdir (one run) and --ensemble (several)")
+  if workdir and "," not in checkpoint:
+    colorizer = inference.Colorizer(workdir, checkpoint)
+    logging.info("colouring with step %d of %s", colorizer.step, workdir)
+    return colorizer
+  try:
+    members = inference.parse_members(workdir or ensemble, checkpoint)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  colorizer = inference.EnsembleColorizer(members, weights)
+  logging.info("colouring with an ensemble (%s weights) of %s", weights,
+               [f"{m.workdir}@{m.step}" for m in colorizer.members])
+  return colorizer
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
@@ -116,9 +148,8 @@ def main(argv):
   if FLAGS.hints and not os.path.isfile(FLAGS.hints):
     raise app.UsageError(f"--hints {FLAGS.hints} does not exist")
 
-  from mangacolor_jax import inference  # pylint: disable=g-import-not-at-top
-  colorizer = inference.Colorizer(FLAGS.workdir, FLAGS.checkpoint)
-  logging.info("colouring with step %d of %s", colorizer.step, FLAGS.workdir)
+  colorizer = create_colorizer(FLAGS.workdir, FLAGS.ensemble, FLAGS.checkpoint,
+                               FLAGS.ensemble_weights)
   for s, d in pairs:
     colorize_file(colorizer, s, d, FLAGS.hints, FLAGS.max_side, FLAGS.normalize)
     print(f"{s} -> {d}")

@@ -3,6 +3,9 @@
 The generator is fully convolutional, so a sketch of any size and aspect is padded with
 paper (white) up to a multiple of 2**depth, coloured, and cropped back: never squashed.
 One compiled function per padded shape: repeated calls of one shape never recompile.
+
+`EnsembleColorizer` averages several models (several runs, or several checkpoints of one
+run) with the same call signature as `Colorizer`.
 """
 
 import os
@@ -69,8 +72,10 @@ class Colorizer:
   """
 
   def __init__(self, workdir: str, checkpoint: str | int = "best"):
+    self.workdir = workdir
     self.config, self.state, self.step = load_config_and_state(workdir, checkpoint)
     self.setup = trainer.Setup(self.config)
+    self._disc = None
     self.multiple = 2**self.config.model.gen_depth
     self._generate = jax.jit(self.setup.generate)
 
@@ -87,16 +92,184 @@ class Colorizer:
       hint_tensor: optional [H, W, 4] hints (see hints.hints_from_rgba); ignored by a model
         trained without hints (a warning is the caller's job).
     """
+    return to_uint8(self.predict(lineart, hint_tensor))
+
+  def predict(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
+              ) -> np.ndarray:
+    """Like `__call__` but returns the raw float32 [H, W, 3] output in [-1, 1]."""
     h, w = lineart.shape[:2]
-    ph, pw = -h % self.multiple, -w % self.multiple
-    x = np.pad(lineart, ((0, ph), (0, pw), (0, 0)), constant_values=1.0)[None]
-    if hint_tensor is None:
-      hint_tensor = np.zeros(lineart.shape[:2] + (4,), np.float32)
-    if hint_tensor.shape[:2] != (h, w):
+    if hint_tensor is not None and hint_tensor.shape[:2] != (h, w):
       raise ValueError(f"hints are {hint_tensor.shape[1]}x{hint_tensor.shape[0]} but the "
                        f"line art is {w}x{h}; they must be the same size")
-    hx = np.pad(hint_tensor, ((0, ph), (0, pw), (0, 0)))[None]
-    out = self._generate(self.state, jnp.asarray(x, jnp.float32),
-                         jnp.asarray(hx, jnp.float32))
-    out = np.asarray(jax.device_get(out))[0, :h, :w]
-    return np.round((np.clip(out, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    hints = None if hint_tensor is None else hint_tensor[None]
+    return self.predict_batch(lineart[None], hints)[0]
+
+  def _pad(self, x: np.ndarray, value: float) -> np.ndarray:
+    ph, pw = -x.shape[1] % self.multiple, -x.shape[2] % self.multiple
+    return np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=value)
+
+  def predict_batch(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """Colours a batch: lineart [B, H, W, 1], hints [B, H, W, 4] or None; returns float32
+    [B, H, W, 3] in [-1, 1]."""
+    b, h, w = lineart.shape[:3]
+    if hint_tensor is None:
+      hint_tensor = np.zeros((b, h, w, 4), np.float32)
+    out = self._generate(self.state, jnp.asarray(self._pad(lineart, 1.0), jnp.float32),
+                         jnp.asarray(self._pad(hint_tensor, 0.0), jnp.float32))
+    return np.clip(np.asarray(jax.device_get(out))[:, :h, :w], -1.0, 1.0)
+
+  @property
+  def has_discriminator(self) -> bool:
+    return self.setup.use_gan
+
+  def disc_score(self, lineart: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """This model's discriminator's mean "real" score of each image, in [0, 1].
+
+    Args:
+      lineart: [B, H, W, 1] in [-1, 1].
+      image: [B, H, W, 3] in [-1, 1], e.g. this model's own output.
+
+    Returns:
+      float32 [B]: the mean over patches of sigmoid(logit) (vanilla, hinge) or of the
+      least-squares output clipped to [0, 1] (lsgan, trained towards 1 for real).
+    """
+    if not self.has_discriminator:
+      raise ValueError(f"step {self.step} of {self.workdir} has no discriminator "
+                       "(loss.gan=none): use another ensemble weighting")
+    if self._disc is None:
+      gan = self.config.loss.gan
+
+      def score(state, lineart, image):
+        logits = self.setup.disc.apply(
+            {"params": state.d_params, "batch_stats": state.d_batch_stats}, lineart, image,
+            train=False)
+        real = jnp.clip(logits, 0.0, 1.0) if gan == "lsgan" else jax.nn.sigmoid(logits)
+        return jnp.mean(real, axis=(1, 2, 3))
+      self._disc = jax.jit(score)
+    return np.asarray(jax.device_get(self._disc(
+        self.state, jnp.asarray(self._pad(lineart, 1.0), jnp.float32),
+        jnp.asarray(self._pad(image, 1.0), jnp.float32))))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """[-1, 1] floats to uint8."""
+  return np.round((np.clip(image, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def checkpoint_metrics(workdir: str, step: int) -> dict[str, float]:
+  """The eval metrics saved with checkpoint `step` of `workdir` ({} if none)."""
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
+  try:
+    return ckpt.metrics(step) or {}
+  finally:
+    ckpt.close()
+
+
+WEIGHTINGS = ("uniform", "psnr", "disc")
+
+
+def parse_members(workdirs: str | None, checkpoints: str | None) -> list[tuple[str, str]]:
+  """Ensemble members from comma-separated workdirs and/or checkpoints.
+
+  "A,B,C" with checkpoint "best" gives each run's best checkpoint; one workdir with
+  "1000,2000,3000" gives three steps of that run. Several of each is ambiguous and refused.
+  """
+  dirs = [d.strip() for d in (workdirs or "").split(",") if d.strip()]
+  steps = [c.strip() for c in (checkpoints or "best").split(",") if c.strip()] or ["best"]
+  if not dirs:
+    raise ValueError("an ensemble needs at least one workdir")
+  if len(dirs) > 1 and len(steps) > 1:
+    raise ValueError(f"give several workdirs ({len(dirs)}) or several checkpoints "
+                     f"({len(steps)}), not both")
+  members = [(d, s) for d in dirs for s in steps]
+  if len(set(members)) != len(members):
+    raise ValueError(f"an ensemble member appears twice: {members}")
+  return members
+
+
+class EnsembleColorizer:
+  """Several trained generators whose outputs are averaged, optionally weighted.
+
+  Weighting (`weights`):
+    uniform: the plain mean.
+    psnr: each member's validation PSNR saved with its checkpoint, turned into
+      1 / MSE = 10**(PSNR / 10): the inverse-error weights that minimise the error of a
+      mean of independent estimates (a PSNR difference of 1 dB is a weight ratio of 1.26).
+    disc: per image, each member's own discriminator's mean "real" score of that member's
+      output (its confidence in it). Discriminators of different runs are not calibrated
+      against each other, so this weighting is a heuristic; it needs GAN members.
+
+  The call signature is `Colorizer`'s: `ensemble(lineart, hints) -> uint8 [H, W, 3]`.
+  """
+
+  def __init__(self, members: list[tuple[str, str | int]], weights: str = "uniform"):
+    if weights not in WEIGHTINGS:
+      raise ValueError(f"ensemble weights {weights!r} is not one of {WEIGHTINGS}")
+    if not members:
+      raise ValueError("an ensemble needs at least one member")
+    self.members = [Colorizer(w, c) for w, c in members]
+    self.weighting = weights
+    self.metrics = [checkpoint_metrics(m.workdir, m.step) for m in self.members]
+    self.static_weights = np.full(len(self.members), 1.0 / len(self.members))
+    if weights == "psnr":
+      psnr = []
+      for m, metrics in zip(self.members, self.metrics):
+        if "eval_psnr" not in metrics:
+          raise ValueError(f"step {m.step} of {m.workdir} was saved without eval_psnr: "
+                           "use --ensemble_weights=uniform or another checkpoint")
+        psnr.append(metrics["eval_psnr"])
+      w = 10.0**((np.asarray(psnr) - max(psnr)) / 10.0)
+      self.static_weights = w / w.sum()
+    elif weights == "disc":
+      for m in self.members:
+        if not m.has_discriminator:
+          raise ValueError(f"--ensemble_weights=disc: step {m.step} of {m.workdir} has no "
+                           "discriminator (loss.gan=none)")
+    self.config = self.members[0].config
+    self.step = [m.step for m in self.members]
+
+  @property
+  def takes_hints(self) -> bool:
+    """True when every member takes hints (members that do not would ignore them)."""
+    return all(m.takes_hints for m in self.members)
+
+  def weights_for(self, lineart: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """[M, B] weights (summing to 1 over members) for member outputs [M, B, H, W, 3]."""
+    if self.weighting != "disc":
+      return np.repeat(self.static_weights[:, None], outputs.shape[1], axis=1)
+    scores = np.stack([m.disc_score(lineart, out) for m, out in zip(self.members, outputs)])
+    scores = np.maximum(scores, 1e-6)
+    return scores / scores.sum(axis=0, keepdims=True)
+
+  def predict_members(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colours a batch with every member.
+
+    Returns:
+      (ensemble [B, H, W, 3], members [M, B, H, W, 3], weights [M, B]), floats in [-1, 1].
+    """
+    outputs = np.stack([
+        m.predict_batch(lineart, hint_tensor if m.takes_hints else None)
+        for m in self.members])
+    weights = self.weights_for(lineart, outputs)
+    mean = np.einsum("mb,mbhwc->bhwc", weights, outputs).astype(np.float32)
+    return mean, outputs, weights
+
+  def predict_batch(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
+                    ) -> np.ndarray:
+    return self.predict_members(lineart, hint_tensor)[0]
+
+  def predict(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
+              ) -> np.ndarray:
+    h, w = lineart.shape[:2]
+    if hint_tensor is not None and hint_tensor.shape[:2] != (h, w):
+      raise ValueError(f"hints are {hint_tensor.shape[1]}x{hint_tensor.shape[0]} but the "
+                       f"line art is {w}x{h}; they must be the same size")
+    hints = None if hint_tensor is None else hint_tensor[None]
+    return self.predict_batch(lineart[None], hints)[0]
+
+  def __call__(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Colours one [H, W, 1] line art in [-1, 1] with the ensemble; uint8 [H, W, 3]."""
+    return to_uint8(self.predict(lineart, hint_tensor))
