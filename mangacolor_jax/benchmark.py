@@ -1,16 +1,25 @@
 """Command line: training and inference speed of a config on this machine.
 
   python -m mangacolor_jax.benchmark --config configs/default.py [--config.batch_size=N]
+  python -m mangacolor_jax.benchmark --config configs/pix2pix.py:256 --input_batches 0
 
 Prints one JSON line: steady-state training images/s (compilation excluded; the step is the
-real `train_step`, fed a fixed in-memory batch so only the model is timed), inference
-images/s (generator forward), the input pipeline's images/s on the config's data source,
-compile seconds, peak host memory, device kind and count. Speed targets live here, never
-in tests.
+real `train_step`, fed a fixed in-memory batch so only the model is timed) with the
+min/median/max of the per-step times and the process CPU time per step, inference images/s
+(generator forward), the input pipeline's images/s on the config's data source, compile
+seconds, peak host memory, device kind and count. Speed targets live here, never in tests.
+
+`TrainBench` is the timed step on its own: scripts/bench_vs_torch.py and scripts/gpu_check.py
+use it. Nothing here imports TensorFlow unless the input pipeline is timed
+(`--input_batches` > 0), so it also runs where TensorFlow is not installed.
+
+To compare with the PyTorch pix2pix peer, alternating, in one run:
+  bash scripts/bench_vs_torch.sh 256
 """
 
 import json
 import resource
+import statistics
 import time
 
 from absl import app
@@ -18,16 +27,11 @@ from absl import flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-
-
-def define_flags():
-  """Flags of the command line (defined only when run as a command, so that the
-  library functions here can be imported beside other commands)."""
-  config_flags.DEFINE_config_file("config", None, "Configuration file.", lock_config=True)
-  flags.DEFINE_integer("steps", 20, "Timed training steps (after warm-up).")
-  flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-  flags.DEFINE_integer("input_batches", 20, "Batches timed for the input pipeline (0: skip).")
-  flags.mark_flags_as_required(["config"])
+config_flags.DEFINE_config_file("config", None, "Configuration file.", lock_config=True)
+flags.DEFINE_integer("steps", 20, "Timed training steps (after warm-up).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+flags.DEFINE_integer("input_batches", 20, "Batches timed for the input pipeline (0: skip).")
+flags.mark_flags_as_required(["config"])
 
 
 def peak_host_memory_mb() -> float:
@@ -35,45 +39,116 @@ def peak_host_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def release_free_memory() -> None:
+  """Returns the heap that compilation freed to the OS (glibc), so that it does not count
+  in the training process's resident memory; a no-op elsewhere."""
+  try:
+    import ctypes  # pylint: disable=g-import-not-at-top
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+
+
+def step_stats(step_s: list[float]) -> dict:
+  """min / median / max of per-step seconds, in ms."""
+  return {"step_ms_min": round(1000 * min(step_s), 2),
+          "step_ms_median": round(1000 * statistics.median(step_s), 2),
+          "step_ms_max": round(1000 * max(step_s), 2)}
+
+
+class TrainBench:
+  """The config's real training step, compiled once, on a fixed synthetic batch.
+
+  Attributes:
+    compile_s: seconds to lower and compile the step.
+    setup, state, batch, mesh: for further measurements (inference) on the same state.
+  """
+
+  def __init__(self, config, seed: int = 0):
+    import functools  # pylint: disable=g-import-not-at-top
+    import jax  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+
+    self._jax = jax
+    self.config = config
+    self.mesh = sharding.create_mesh()
+    sharding.check_batch_size(config.batch_size, self.mesh)
+    self.setup = trainer.Setup(config)
+    repl, data = sharding.replicated(self.mesh), sharding.data_sharded(self.mesh)
+    h, w = self.setup.image_hw
+    b = config.batch_size
+    rng = np.random.default_rng(seed)
+    self.batch = sharding.place_batch({
+        "lineart": rng.uniform(-1, 1, (b, h, w, 1)).astype(np.float32),
+        "target": rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32)}, self.mesh)
+    self.state = jax.jit(self.setup.create_state, out_shardings=repl)(jax.random.key(seed))
+    step_fn = jax.jit(functools.partial(trainer.train_step, self.setup),
+                      in_shardings=(repl, data), out_shardings=(repl, repl),
+                      donate_argnums=0)
+    t0 = time.perf_counter()
+    self.compiled = step_fn.lower(self.state, self.batch).compile()
+    self.compile_s = time.perf_counter() - t0
+    release_free_memory()  # XLA's compile-time heap: about 0.5 GB at 256x256
+    self.metrics = None
+
+  def run(self, steps: int, per_step: bool = True) -> list[float]:
+    """Runs `steps` steps; returns each one's seconds (per_step) or [total seconds].
+
+    Per-step times block on every step; without, the steps are dispatched back to back
+    (what a training loop does on an accelerator) and only the total is timed.
+    """
+    jax = self._jax
+    times = []
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      self.state, self.metrics = self.compiled(self.state, self.batch)
+      if per_step:
+        jax.block_until_ready(self.metrics)
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        t0 = t1
+    if not per_step:
+      jax.block_until_ready((self.state, self.metrics))
+      times.append(time.perf_counter() - t0)
+    return times
+
+  def check_finite(self) -> dict:
+    """Loss values of the last step; raises if any is not finite."""
+    import math  # pylint: disable=g-import-not-at-top
+    losses = {k: float(v) for k, v in self._jax.device_get(self.metrics).items()
+              if k in ("d_loss", "g_loss", "g_l1", "g_adv")}
+    if not all(math.isfinite(v) for v in losses.values()):
+      raise FloatingPointError(f"non-finite losses {losses}")
+    return losses
+
+  def flops_per_step(self) -> float:
+    """XLA's count of floating-point operations of one compiled step (0 if unknown)."""
+    cost = self.compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0))
+
+
 def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20) -> dict:
   """Measures the config's training step, generator inference and input pipeline."""
-  import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
 
   trainer.validate_config(config)
-  mesh = sharding.create_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  setup = trainer.Setup(config)
-  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  h, w = setup.image_hw
+  bench = TrainBench(config)
   b = config.batch_size
-  rng = np.random.default_rng(0)
-  batch = sharding.place_batch({
-      "lineart": rng.uniform(-1, 1, (b, h, w, 1)).astype(np.float32),
-      "target": rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32)}, mesh)
-  state = jax.jit(setup.create_state, out_shardings=repl)(jax.random.key(0))
+  h, w = bench.setup.image_hw
+  bench.run(warmup)
+  cpu0 = time.process_time()
+  step_s = bench.run(steps)
+  cpu_s = time.process_time() - cpu0
+  train_s = sum(step_s)
+  state, batch = bench.state, bench.batch
 
-  step_fn = jax.jit(functools.partial(trainer.train_step, setup),
-                    in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)
-  t0 = time.perf_counter()
-  compiled = step_fn.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
-  for _ in range(warmup):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready(metrics)
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready(metrics)
-  train_s = time.perf_counter() - t0
-
-  gen_fn = jax.jit(setup.generate)
+  gen_fn = jax.jit(bench.setup.generate)
   empty = hints_lib.no_hints(batch["lineart"])
   jax.block_until_ready(gen_fn(state, batch["lineart"], empty))
   t0 = time.perf_counter()
@@ -88,8 +163,11 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
       "dtype": config.dtype,
       "train_images_per_sec": round(b * steps / train_s, 3),
       "train_step_ms": round(1000 * train_s / steps, 2),
+      **step_stats(step_s),
+      "train_cpu_ms_per_step": round(1000 * cpu_s / steps, 1),
       "inference_images_per_sec": round(b * steps / infer_s, 3),
-      "compile_seconds": round(compile_s, 2),
+      "compile_seconds": round(bench.compile_s, 2),
+      "xla_gflop_per_step": round(bench.flops_per_step() / 1e9, 2),
       "g_params": models.count_params(state.g_params),
       "d_params": models.count_params(state.d_params),
       "device_kind": jax.devices()[0].device_kind,
@@ -97,6 +175,7 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
       "process_count": jax.process_count(),
   }
   if input_batches > 0:
+    from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
     ds = input_pipeline.create_train_dataset(config, seed=0)
     it = ds.as_numpy_iterator()
     next(it)  # start-up (file listing, first decode) is not throughput
@@ -116,5 +195,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
   app.run(main)

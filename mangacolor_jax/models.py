@@ -14,7 +14,10 @@ import jax.numpy as jnp
 
 NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
-UPSAMPLES = ("resize", "transpose", "subpixel")
+UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
+DOWNSAMPLES = ("conv", "space_to_depth", "auto")
+# `auto` downsampling: space-to-depth for inputs of at most this side, nn.Conv above.
+AUTO_SPACE_TO_DEPTH_MAX_SIDE = 4
 
 # pix2pix initialisation: N(0, 0.02) kernels, zero biases.
 conv_init = nn.initializers.normal(0.02)
@@ -51,12 +54,113 @@ class Activation(nn.Module):
     raise ValueError(f"unknown activation {self.kind!r}; choose one of {ACTIVATIONS}")
 
 
+class PhaseConvTranspose(nn.Module):
+  """pix2pix's 4x4/2 "SAME" ConvTranspose, computed as four dense stride-1 convolutions.
+
+  Output pixel (2m + a, 2n + b) of the transposed convolution sees only the 2x2 input
+  window starting at (m - 1 + a, n - 1 + b), through the taps kernel[a::2, b::2]; so each
+  of the four output phases (a, b) is a 2x2 convolution of the input (padded by 1 - a, a
+  rows and 1 - b, b columns), and the phases are interleaved. Same function, same
+  multiply-adds, same parameters (`kernel` [4, 4, c_in, features], `bias`) as
+  `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`, so either one's
+  weights load into the other; but no input dilation, whose gradients XLA:CPU computes
+  20-50x slower than a dense convolution's (docs/performance.md). One 2x2 convolution
+  giving all four phases at once, cropped, was as fast forward but 50x slower backward.
+  """
+  features: int
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  kernel_init: Callable[..., Any] = conv_init
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    f = self.features
+    kernel = self.param("kernel", self.kernel_init, (4, 4, c, f), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
+        else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
+    rows = []
+    for a in (0, 1):
+      phases = [jax.lax.conv_general_dilated(
+          x, taps[:, a, :, bb], (1, 1), ((1 - a, a), (1 - bb, bb)),
+          dimension_numbers=("NHWC", "HWIO", "NHWC")) for bb in (0, 1)]
+      rows.append(jnp.stack(phases, axis=3))  # [b, h, w, 2 (column phase), f]
+    y = jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
+    if bias is not None:
+      y = y + bias
+    return y
+
+
+def space_to_depth_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """4x4 stride-2 convolution with padding 1 of NHWC `x` (even sides), HWIO `kernel`.
+
+  With the input padded by 1, block k of its 2x2 space-to-depth holds input rows 2k - 1
+  and 2k, so output row o = sum_t x[2o - 1 + t] kernel[t] (t = 0..3) is a 2x2 stride-1
+  VALID convolution of the blocks o, o + 1 with taps kernel[2u + r] (block u, row r in the
+  block): the same function and multiply-adds as the strided convolution, but its
+  gradients are dense convolutions too.
+  """
+  b, h, w, c = x.shape
+  f = kernel.shape[-1]
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  hb, wb = h // 2 + 1, w // 2 + 1
+  x = x.reshape(b, hb, 2, wb, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hb, wb, 4 * c)
+  # kernel[2u + r, 2v + s] -> [u, v, (r, s, c), f], matching the blocks' channel order.
+  k = kernel.reshape(2, 2, 2, 2, c, f).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c, f)
+  return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class Downsample(nn.Module):
+  """pix2pix's 4x4 stride-2 convolution with padding 1, computed one of three ways.
+
+  `conv` is a strided convolution (nn.Conv's); `space_to_depth` is `space_to_depth_conv`
+  (the same function); parameters are nn.Conv's either way (`kernel` [4, 4, c_in,
+  features], `bias`), so checkpoints load across kinds;
+  `auto` picks space-to-depth for inputs whose sides are at most
+  AUTO_SPACE_TO_DEPTH_MAX_SIDE and nn.Conv above: under XLA:CPU the input gradient of a
+  strided convolution on a 4x4 input falls to a slow dilated-convolution path (100 ms
+  against 17 ms at 512 channels, batch 4), while on large inputs space-to-depth's extra
+  transposes cost more than they save (docs/performance.md).
+  """
+  features: int
+  kind: str = "conv"
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  kernel_init: Callable[..., Any] = conv_init
+
+  @nn.compact
+  def __call__(self, x):
+    if self.kind not in DOWNSAMPLES:
+      raise ValueError(f"unknown downsample {self.kind!r}; choose one of {DOWNSAMPLES}")
+    c, f = x.shape[-1], self.features
+    # Named and shaped as nn.Conv's, so checkpoints of either kind load into the other.
+    kernel = self.param("kernel", self.kernel_init, (4, 4, c, f), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
+        else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    s2d = self.kind == "space_to_depth" or (
+        self.kind == "auto" and max(x.shape[1:3]) <= AUTO_SPACE_TO_DEPTH_MAX_SIDE)
+    if s2d and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
+      y = space_to_depth_conv(x, kernel)
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if bias is not None:
+      y = y + bias
+    return y
+
+
 class Upsample(nn.Module):
   """Doubles height and width and maps to `features` channels.
 
   `resize` (nearest neighbour + 3x3 conv) avoids the checkerboard artefacts of transposed
   convolutions and is much faster under XLA:CPU; `transpose` is pix2pix's 4x4/2
-  ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space.
+  ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space; `phase` is
+  the same map as `transpose` with the same weights, computed without input dilation
+  (`PhaseConvTranspose`): pix2pix's layer at dense-convolution speed.
   """
   features: int
   kind: str = "resize"
@@ -71,6 +175,9 @@ class Upsample(nn.Module):
       return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
                               use_bias=self.use_bias, dtype=self.dtype,
                               kernel_init=conv_init, name="conv")(x)
+    if self.kind == "phase":
+      return PhaseConvTranspose(self.features, use_bias=self.use_bias, dtype=self.dtype,
+                                name="conv")(x)
     b, h, w, c = x.shape
     if self.kind == "resize":
       x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
@@ -101,6 +208,8 @@ class UNetGenerator(nn.Module):
       pix2pix, unless activation is prelu).
     upsample: resize | transpose | subpixel.
     dropout: decoder dropout rate on the innermost half of the levels (0 turns it off).
+    downsample: how the encoder's 4x4/2 convs are computed (`Downsample`): conv,
+      space_to_depth or auto; the same function and parameters either way.
     dtype: computation dtype (parameters stay float32).
   """
   features: int = 32
@@ -111,13 +220,14 @@ class UNetGenerator(nn.Module):
   activation: str = "relu"
   upsample: str = "resize"
   dropout: float = 0.0
+  downsample: str = "conv"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = make_norm(self.norm, train, self.dtype)
-    conv = functools.partial(nn.Conv, kernel_size=(4, 4), strides=(2, 2), padding="SAME",
-                             use_bias=False, dtype=self.dtype, kernel_init=conv_init)
+    conv = functools.partial(Downsample, kind=self.downsample, use_bias=False,
+                             dtype=self.dtype)
     widths = [min(self.features * 2**i, self.max_features) for i in range(self.depth)]
     enc_act = "prelu" if self.activation == "prelu" else "leaky_relu"
 
@@ -149,13 +259,15 @@ class PatchDiscriminator(nn.Module):
   """Conditional PatchGAN: sees line art (and hints) concatenated with a colour image.
 
   `layers` stride-2 4x4 convs after the first, then a stride-1 conv and a 1-channel conv
-  giving one logit per patch (layers=3: the 70x70 PatchGAN of pix2pix).
+  giving one logit per patch (layers=3: the 70x70 PatchGAN of pix2pix). `downsample` as
+  in `UNetGenerator`.
   """
   features: int = 32
   layers: int = 3
   max_features: int = 512
   norm: str = "batch"
   activation: str = "leaky_relu"
+  downsample: str = "conv"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -163,13 +275,16 @@ class PatchDiscriminator(nn.Module):
     norm = make_norm(self.norm, train, self.dtype)
     conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=((1, 1), (1, 1)),
                              dtype=self.dtype, kernel_init=conv_init)
+    down = functools.partial(Downsample, kind=self.downsample, dtype=self.dtype)
     x = jnp.concatenate([condition, image], axis=-1).astype(self.dtype)
-    x = conv(self.features, strides=(2, 2), use_bias=True, name="conv0")(x)
+    x = down(self.features, use_bias=True, name="conv0")(x)
     x = Activation(self.activation, name="act0")(x)
     for k in range(1, self.layers + 1):
       width = min(self.features * 2**k, self.max_features)
-      stride = 2 if k < self.layers else 1
-      x = conv(width, strides=(stride, stride), use_bias=False, name=f"conv{k}")(x)
+      if k < self.layers:
+        x = down(width, use_bias=False, name=f"conv{k}")(x)
+      else:
+        x = conv(width, use_bias=False, name=f"conv{k}")(x)
       x = norm(name=f"norm{k}")(x)
       x = Activation(self.activation, name=f"act{k}")(x)
     x = conv(1, strides=(1, 1), use_bias=True, name="logits")(x)
@@ -185,11 +300,14 @@ def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:
   """Builds the generator and discriminator from `config.model` and `config.dtype`."""
   dtype = jnp.dtype(config.dtype)
   m = config.model
+  # Configs written before `downsample` existed get nn.Conv, as they always did.
+  downsample = m.get("downsample", "conv")
   gen = UNetGenerator(features=m.gen_features, max_features=m.gen_max_features,
                       depth=m.gen_depth, norm=m.norm, activation=m.activation,
-                      upsample=m.gen_upsample, dropout=m.dropout, dtype=dtype)
+                      upsample=m.gen_upsample, dropout=m.dropout, downsample=downsample,
+                      dtype=dtype)
   disc = PatchDiscriminator(features=m.disc_features, layers=m.disc_layers,
-                            norm=m.disc_norm, dtype=dtype)
+                            norm=m.disc_norm, downsample=downsample, dtype=dtype)
   return gen, disc
 
 

@@ -16,8 +16,6 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 import flax
 import flax.struct
 import jax
@@ -29,7 +27,6 @@ import optax
 from mangacolor_jax import checkpointing
 from mangacolor_jax import hints as hints_lib
 from mangacolor_jax import image_metrics
-from mangacolor_jax import input_pipeline
 from mangacolor_jax import losses
 from mangacolor_jax import models
 from mangacolor_jax import sharding
@@ -89,12 +86,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "disc_layers"):
     if int(m[field]) <= 0:
       raise ValueError(f"config.model.{field}={m[field]} must be positive")
+  for prefix in m.get("freeze", ()):
+    if not str(prefix).startswith(("gen/", "disc/")):
+      raise ValueError(f"config.model.freeze: {prefix!r} must start with gen/ or disc/")
   if not 0.0 <= m.dropout < 1.0:
     raise ValueError(f"config.model.dropout={m.dropout} must be in [0, 1)")
   if not 0.0 <= config.hints.drop_prob <= 1.0:
     raise ValueError(f"config.hints.drop_prob={config.hints.drop_prob} must be in [0, 1]")
   if config.loss.gan == "none" and config.loss.gradient_penalty != "none":
     raise ValueError("config.loss.gradient_penalty needs a GAN loss (config.loss.gan)")
+  # input_pipeline and clu import TensorFlow: imported where data is read or metrics are
+  # written, so that Setup and train_step import without it (GPU benchmark machines).
+  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   input_pipeline.validate_data_config(config)
   h, w = input_pipeline.image_hw(config)
   multiple = 2**m.gen_depth
@@ -140,12 +143,26 @@ def create_learning_rate_fn(config, base_lr: float) -> optax.Schedule:
   return optax.join_schedules([warmup, main], [int(o.warmup_steps)])
 
 
-def create_optimizer(config, base_lr: float) -> tuple[optax.GradientTransformation,
-                                                      optax.Schedule]:
+def create_optimizer(config, base_lr: float, frozen: tuple[str, ...] = ()
+                     ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Adam with the configured schedule; `frozen` parameter-path prefixes get zero updates."""
   lr_fn = create_learning_rate_fn(config, base_lr)
   tx = optax.adam(lr_fn, b1=config.optim.b1, b2=config.optim.b2)
   if config.optim.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.optim.grad_clip), tx)
+  if frozen:  # only then: the optimiser state of runs that freeze nothing is unchanged
+
+    def labels(params):
+      def label(path, _):
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        return "frozen" if any(name == f or name.startswith(f + "/") for f in frozen) \
+            else "train"
+      out = jax.tree_util.tree_map_with_path(label, params)
+      if "frozen" not in jax.tree_util.tree_leaves(out):
+        raise ValueError(f"config.model.freeze: {frozen} matches no parameter")
+      return out
+
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, lr_fn
 
 
@@ -155,11 +172,16 @@ class Setup:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.gen, self.disc = models.create_models(config)
-    self.g_tx, self.g_lr_fn = create_optimizer(config, config.optim.g_lr)
-    self.d_tx, self.d_lr_fn = create_optimizer(config, config.optim.d_lr)
+    freeze = tuple(config.model.get("freeze", ()))
+    self.g_tx, self.g_lr_fn = create_optimizer(
+        config, config.optim.g_lr, tuple(f[4:] for f in freeze if f.startswith("gen/")))
+    self.d_tx, self.d_lr_fn = create_optimizer(
+        config, config.optim.d_lr, tuple(f[5:] for f in freeze if f.startswith("disc/")))
     self.use_gan = config.loss.gan != "none"
     self.use_hints = config.hints.mode == "sparse"
-    self.image_hw = input_pipeline.image_hw(config)
+    # input_pipeline.image_hw without importing TensorFlow (validate_config checks sizes).
+    self.image_hw = (int(config.data.image_size),
+                     int(config.data.get("image_width", 0) or config.data.image_size))
 
   def create_state(self, rng: jax.Array) -> GANState:
     """Initial state from `rng` (a pure function: use with jax.eval_shape or jit)."""
@@ -412,6 +434,9 @@ def save_png(path: str, image: np.ndarray) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
   """Trains (resuming from `workdir` if it holds checkpoints) and returns the final state."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   validate_config(config)
   mesh = sharding.create_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
@@ -535,7 +560,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     probe.pop("name", None)
     probe.pop("valid", None)
     diagnostics = diagnostics_lib.Diagnostics(setup, mesh, writer,
-                                              sharding.place_batch(probe, mesh))
+                                              sharding.place_batch(probe, mesh),
+                                              workdir=workdir)
 
   if start_step == 0:
     run_eval(0, state)

@@ -1,0 +1,265 @@
+r"""GPU check: the project's pix2pix training step against the PyTorch peer's, one table.
+
+For a GPU machine with no network and no TensorFlow (jax, flax, optax, orbax and torch
+installed; ml_collections carried, see scripts/gpu_check.sh). Synthetic in-memory batches
+at 256x256, fp32 and bf16, batch 16 and 64, the project first (its real `train_step`,
+each program compiled and then timed alone, bf16 first), then the peer
+(../shared/bench/torch_pix2pix.py: eager with channels_last, then bf16 + torch.compile at
+the largest batch: its best configuration), each side in its own process so that the two
+never share the GPU. Prints a table with images/s, ms/step and TFLOP/s counting the
+peer's convolution FLOPs per image per step (the project's layers do the same
+multiply-adds), the share of 790 TFLOP/s, and the ratio of the project's best to the
+peer's best. Within about 4 minutes on an H100/H200 (--budget_s).
+
+  python3 scripts/gpu_check.py --out $OUT                     # the GPU run
+  .venv/bin/python scripts/gpu_check.py --size 64 --batches 2,4 --tiny \
+      --torch_python /tmp/torchvenv/bin/python                # rehearsal on a CPU
+
+Variants of the project timed (config overrides of configs/pix2pix.py):
+  native   ConvTranspose + strided Conv, what cuDNN runs natively
+  phase    the CPU layers (phase upsampling, space-to-depth downsampling; same function)
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEAK = 790e12  # bf16 dense matrix product measured on this workplace's H100/H200
+VARIANTS = {
+    "native": "model.gen_upsample=transpose,model.downsample=conv",
+    "phase": "model.gen_upsample=phase,model.downsample=space_to_depth",
+}
+
+
+class Timeout(BaseException):
+  pass
+
+
+def _alarm(signum, frame):
+  raise Timeout("time budget exceeded")
+
+
+def save(args, part, rows):
+  """Rows so far, rewritten after each one: a part stopped at its limit still reports."""
+  with open(os.path.join(args.out, f"gpu_{part}.json"), "w") as f:
+    json.dump(rows, f, indent=1)
+
+
+def timed(run, batch, min_s, max_steps=2000):
+  """images/s of `run(n)` (n steps, blocking at the end): calibrate, then >= min_s."""
+  run(3)
+  t0 = time.perf_counter()
+  run(5)
+  per = (time.perf_counter() - t0) / 5
+  n = int(max(5, min(max_steps, min_s / max(per, 1e-6))))
+  t0 = time.perf_counter()
+  run(n)
+  dt = time.perf_counter() - t0
+  return {"ips": batch * n / dt, "ms": 1000 * dt / n, "steps": n}
+
+
+# ------------------------------------------------------------------------------ project
+
+
+def part_jax(args):
+  sys.path.insert(0, REPO)
+  sys.path.insert(0, os.path.join(REPO, "scripts"))
+  import jax  # pylint: disable=g-import-not-at-top
+  from bench_vs_torch import apply_overrides  # pylint: disable=g-import-not-at-top
+  from configs import pix2pix  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import benchmark  # pylint: disable=g-import-not-at-top
+  t_start = time.time()
+  print(f"jax {jax.__version__} devices {jax.devices()} (tensorflow imported: "
+        f"{'tensorflow' in sys.modules})", flush=True)
+  batches = [int(b) for b in args.batches.split(",")]
+  variants = args.variants.split(",")
+  jobs = [(variants[0], d, b) for d in args.dtypes.split(",") for b in batches[::-1]]
+  # The other variants at the first dtype and the largest batch only, after the rest.
+  jobs += [(v, args.dtypes.split(",")[0], batches[-1]) for v in variants[1:]]
+
+  def build(job):
+    variant, dtype, batch = job
+    config = pix2pix.get_config(str(args.size))
+    config.batch_size, config.dtype = batch, dtype
+    apply_overrides(config, VARIANTS[variant])
+    t0 = time.time()
+    bench = benchmark.TrainBench(config)
+    return job, bench, time.time() - t0
+
+  rows = []
+  # One program at a time, compiled then timed at once, most important first, each row
+  # saved as soon as it is measured: a GPU compile with cuDNN autotuning can take a minute
+  # (three compiled side by side in threads took over 140 s on an H200).
+  for job in jobs:
+    if time.time() - t_start > args.budget_s:
+      rows.append({"side": "project", "variant": job[0], "dtype": job[1], "batch": job[2],
+                   "note": "skipped: time budget"})
+      continue
+    try:
+      (variant, dtype, batch), bench, build_s = build(job)
+    except Exception as e:  # pylint: disable=broad-except
+      rows.append({"side": "project", "variant": job[0], "dtype": job[1], "batch": job[2],
+                   "note": f"FAILED {type(e).__name__}: {str(e)[:200]}"})
+      save(args, "jax", rows)
+      continue
+    row = {"side": "project", "variant": variant, "dtype": dtype, "batch": batch,
+           "compile_s": round(build_s, 1)}
+    try:
+      row.update(timed(lambda n, b=bench: b.run(n, per_step=False), batch, args.min_s))
+      row["xla_gflop_per_image"] = bench.flops_per_step() / batch / 1e9
+      row["losses"] = bench.check_finite()
+    except Exception as e:  # pylint: disable=broad-except
+      row["note"] = f"FAILED {type(e).__name__}: {str(e)[:200]}"
+    rows.append(row)
+    save(args, "jax", rows)
+    print(f"[{time.time() - t_start:5.0f}s] {json.dumps(row)}", flush=True)
+    del bench
+  return rows
+
+
+# --------------------------------------------------------------------------------- peer
+
+
+def part_torch(args):
+  import torch  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.dirname(os.path.abspath(args.peer)))
+  import torch_pix2pix as tp  # pylint: disable=g-import-not-at-top
+  t_start = time.time()
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  if dev == "cuda":
+    torch.backends.cudnn.benchmark = True
+    print(f"torch {torch.__version__} {torch.cuda.get_device_name(0)}", flush=True)
+  batches = [int(b) for b in args.batches.split(",")]
+  jobs = [(d, b, False) for d in args.dtypes.split(",") for b in batches[::-1]]
+  jobs = [({"bfloat16": "bf16", "float32": "fp32"}[d], b, c) for d, b, c in jobs]
+  if not args.tiny:
+    jobs.append(("bf16" if "bfloat16" in args.dtypes else "fp32", batches[-1], True))  # the peer's best: bf16 + channels_last + compile
+  rows = []
+  signal.signal(signal.SIGALRM, _alarm)
+  signal.alarm(int(args.budget_s))
+  try:
+    for dtype, batch, comp in jobs:
+      row = {"side": "peer", "variant": "compile" if comp else "eager", "dtype": dtype,
+             "batch": batch}
+      t0 = time.time()
+      try:
+        tr = tp.Pix2PixTrainer(size=args.size, batch=batch, device=dev, channels_last=True,
+                               amp="bf16" if dtype == "bf16" else None, compile=comp)
+
+        def run(n, tr=tr):
+          for _ in range(n):
+            tr.step()
+          tr.sync()
+        row.update(timed(run, batch, args.min_s))
+        row["losses"] = tr.losses()
+        del tr
+      except Timeout:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        row["note"] = f"FAILED {type(e).__name__}: {str(e)[:200]}"
+      row["wall_s"] = round(time.time() - t0, 1)
+      rows.append(row)
+      save(args, "torch", rows)
+      print(f"[{time.time() - t_start:5.0f}s] {json.dumps(row)}", flush=True)
+      if dev == "cuda":
+        torch.cuda.empty_cache()
+  except Timeout:
+    print("peer part: time budget exceeded; reporting what finished", flush=True)
+  finally:
+    signal.alarm(0)
+  try:
+    fl = tp.count_flops(args.size, 1, device="meta")
+    rows.append({"side": "flops", "conv_flop_per_image": fl["step_per_image"],
+                 "params": fl["params_G"] + fl["params_D"]})
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"flop count failed: {e}", flush=True)
+  return rows
+
+
+# ------------------------------------------------------------------------------- table
+
+
+def table(rows, size):
+  flop = next((r["conv_flop_per_image"] for r in rows if r.get("side") == "flops"), 86.4e9)
+  lines = [f"pix2pix training step, {size}x{size}, synthetic batches; TFLOP/s = img/s x "
+           f"{flop / 1e9:.1f} GFLOP (the peer's conv FLOPs per image per step; the project's "
+           "layers do the same multiply-adds); %peak of 790 TFLOP/s",
+           f"{'side':8s} {'variant':8s} {'dtype':9s} {'batch':>5s} {'img/s':>9s} "
+           f"{'ms/step':>8s} {'TFLOP/s':>8s} {'%peak':>6s} {'XLA GF/img':>10s}  note"]
+  best = {}
+  for r in rows:
+    if r.get("side") not in ("project", "peer"):
+      continue
+    if "ips" in r:
+      tf = r["ips"] * flop / 1e12
+      best[r["side"]] = max(best.get(r["side"], (0, None)), (r["ips"], r), key=lambda t: t[0])
+      xla = f"{r['xla_gflop_per_image']:.1f}" if "xla_gflop_per_image" in r else "-"
+      lines.append(f"{r['side']:8s} {r['variant']:8s} {r['dtype']:9s} {r['batch']:5d} "
+                   f"{r['ips']:9.1f} {r['ms']:8.2f} {tf:8.1f} {100 * tf * 1e12 / PEAK:5.1f}% "
+                   f"{xla:>10s}  {r.get('note', '')}")
+    else:
+      lines.append(f"{r['side']:8s} {r['variant']:8s} {r['dtype']:9s} {r['batch']:5d} "
+                   f"{'-':>9s} {'-':>8s} {'-':>8s} {'-':>6s} {'-':>10s}  {r.get('note', '')}")
+  if "project" in best and "peer" in best:
+    (pi, pr), (qi, qr) = best["project"], best["peer"]
+    lines.append(f"best project {pi:.1f} img/s ({pr['variant']} {pr['dtype']} b{pr['batch']}) "
+                 f"/ best peer {qi:.1f} img/s ({qr['variant']} {qr['dtype']} b{qr['batch']})"
+                 f" = {pi / qi:.2f}x; project at {100 * pi * flop / PEAK:.1f}% of 790 TFLOP/s")
+  return "\n".join(lines)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--part", default="all", choices=["all", "jax", "torch"])
+  p.add_argument("--size", type=int, default=256)
+  p.add_argument("--batches", default="16,64")
+  p.add_argument("--variants", default="native,phase")
+  p.add_argument("--dtypes", default="bfloat16,float32", help="in the order they run")
+  p.add_argument("--min_s", type=float, default=1.5, help="seconds per timed measurement")
+  p.add_argument("--budget_s", type=float, default=0, help="per part (0: 140 project, 100 peer)")
+  p.add_argument("--tiny", action="store_true", help="CPU rehearsal: no torch.compile")
+  p.add_argument("--peer", default=os.path.join(os.path.dirname(REPO), "shared", "bench",
+                                                "torch_pix2pix.py"))
+  p.add_argument("--jax_python", default=sys.executable)
+  p.add_argument("--torch_python", default=sys.executable)
+  p.add_argument("--out", default=os.environ.get("OUT", "/tmp/gpu_check"))
+  args = p.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+  if args.part != "all":
+    save(args, args.part, (part_jax if args.part == "jax" else part_torch)(args))
+    return
+
+  rows = []
+  t0 = time.time()
+  for part, python, budget in (("jax", args.jax_python, args.budget_s or 140),
+                               ("torch", args.torch_python, args.budget_s or 100)):
+    cmd = [python, os.path.abspath(__file__), "--part", part, "--size", str(args.size),
+           "--batches", args.batches, "--variants", args.variants, "--dtypes", args.dtypes,
+           "--min_s",
+           str(args.min_s), "--budget_s", str(budget), "--peer", args.peer, "--out",
+           args.out] + (["--tiny"] if args.tiny else [])
+    print(f"[{time.time() - t0:5.0f}s] {part} part (budget {budget:.0f} s)", flush=True)
+    try:
+      subprocess.run(cmd, timeout=budget + 40, check=False)
+    except subprocess.TimeoutExpired:
+      print(f"{part} part killed after {budget + 40:.0f} s", flush=True)
+    path = os.path.join(args.out, f"gpu_{part}.json")
+    if os.path.exists(path) and os.path.getmtime(path) < t0:
+      os.remove(path)  # an earlier run's
+    if os.path.exists(path):
+      with open(path) as f:
+        rows += json.load(f)
+  text = table(rows, args.size)
+  print("\n" + text)
+  with open(os.path.join(args.out, "gpu_table.txt"), "w") as f:
+    f.write(text + "\n")
+  print(f"[{time.time() - t0:5.0f}s] done")
+
+
+if __name__ == "__main__":
+  main()

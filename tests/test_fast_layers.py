@@ -1,0 +1,76 @@
+"""The CPU-fast layers compute what pix2pix's layers compute, with the same parameters."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import pix2pix
+from mangacolor_jax import models
+
+
+def _perturbed(variables, seed=1):
+  """Init values plus noise: biases non-zero, so that they are checked too."""
+  leaves, tree = jax.tree_util.tree_flatten(variables)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return tree.unflatten([x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+def _value_and_grads(module, variables, x):
+  return jax.value_and_grad(lambda v, x: jnp.sum(jnp.sin(module.apply(v, x))),
+                            argnums=(0, 1))(variables, x)
+
+
+def _assert_close(a, b, rtol=1e-5):
+  for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    scale = float(jnp.max(jnp.abs(v))) + 1e-6
+    assert float(jnp.max(jnp.abs(u - v))) <= rtol * 10 * scale
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3)])
+def test_phase_upsampling_is_conv_transpose(shape):
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+  ref = nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
+  fast = models.PhaseConvTranspose(5, use_bias=True)
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
+      jax.tree_util.tree_map(jnp.shape, variables)
+  assert fast.apply(variables, x).shape == (shape[0], 2 * shape[1], 2 * shape[2], 5)
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+
+
+@pytest.mark.parametrize("kind", models.DOWNSAMPLES)
+@pytest.mark.parametrize("shape", [(2, 6, 10, 3), (2, 4, 4, 3), (1, 2, 2, 5)])
+def test_downsample_kinds_are_the_strided_conv(kind, shape):
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+  ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
+  fast = models.Downsample(7, kind, use_bias=True)
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
+      jax.tree_util.tree_map(jnp.shape, variables)
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+
+
+def test_generator_phase_equals_transpose_with_the_same_weights():
+  kwargs = dict(features=4, max_features=16, depth=3, dropout=0.0)
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (2, 16, 24, 1)), jnp.float32)
+  ref = models.UNetGenerator(upsample="transpose", **kwargs)
+  fast = models.UNetGenerator(upsample="phase", downsample="auto", **kwargs)
+  variables = ref.init(jax.random.key(0), x, train=False)
+  np.testing.assert_allclose(fast.apply(variables, x, train=False),
+                             ref.apply(variables, x, train=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("size,g_params,d_params", [("128", 41_826_947, 2_766_657),
+                                                    ("256", 54_411_907, 2_766_657)])
+def test_pix2pix_config_has_the_peers_parameter_counts(size, g_params, d_params):
+  # The counts torch_pix2pix.py --count-flops prints for the PyTorch peer.
+  config = pix2pix.get_config(size)
+  gen, disc = models.create_models(config)
+  s = int(size)
+  x = jnp.zeros((1, s, s, 1))
+  g = jax.eval_shape(lambda: gen.init(jax.random.key(0), x, train=False))["params"]
+  d = jax.eval_shape(lambda: disc.init(jax.random.key(0), x, jnp.zeros((1, s, s, 3)),
+                                       train=False))["params"]
+  assert (models.count_params(g), models.count_params(d)) == (g_params, d_params)
