@@ -5,7 +5,9 @@ The series' fall-back: every GAN run is compared against it on the same validati
 Command:
   python -m mangacolor_jax.train --config configs/baseline_l1.py --workdir runs/baseline_l1
 
-Hardware and expected result: see the README's "Results" table.
+Hardware and expected result: a 2-core CPU, about 5 minutes (2,000 steps). Validation
+PSNR 22.5 dB (SSIM 0.90): on the single synthetic character the default GAN is level with
+it (22.4 dB).
 """
 
 from configs import default
