@@ -8,8 +8,8 @@ Command:
   python -m mangacolor_jax.train --config configs/anime_faces.py --workdir runs/faces \
       --config.data.image_dir=PATH
 
-Hardware and expected result: a 2-core CPU at about 3 steps/s alone (6,000 steps: about
-35 minutes). Measured after 3,000 steps on the 8,000 development faces (64x64): validation
+Hardware and expected result: a 2-core CPU; measured at 1.2-1.5 steps/s while other jobs
+shared the 2 cores (3,000 steps: 42 minutes), faster alone. Measured after 3,000 steps on the 8,000 development faces (64x64): validation
 PSNR 16.2 dB without hints and 17.3 dB with sparse hints, against 9.4 dB for the line art
 and 10.5 dB untrained; on a GPU, raise batch_size and num_train_steps.
 """
