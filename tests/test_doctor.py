@@ -258,26 +258,3 @@ def test_swapped_axes_fail_non_square_shapes(env):
   setup = broken_setup(tiny(), swap_axes=True)
   status, line = status_of(doctor.check_output_shapes(setup, env["state"]))
   assert status == doctor.FAIL, line
-
-
-def test_command_exits_nonzero_and_writes_json_on_a_fault(tmp_path):
-  """The command line, with a learning rate 1e4 times too high: exit 1, the failing
-  checks named in doctor.json, one printed line per check run."""
-  workdir = tmp_path / "doctor"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  # Only a few checks, to keep the test short; the others are tested in-process above.
-  skip = ("input_centring,batches_differ,target_aligned,input_shapes,finite,weights_init,"
-          "dead_units,frozen_stay_frozen,inference_deterministic,batchnorm_updates,"
-          "non_square_shapes,gradients_reach_layers,overfit_tiny_subset")
-  proc = subprocess.run(
-      [sys.executable, "-m", "mangacolor_jax.doctor", "--config", "configs/tiny.py",
-       "--workdir", str(workdir), "--config.optim.g_lr=2.0", "--config.optim.d_lr=2.0",
-       f"--skip={skip}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
-  report = json.load(open(workdir / "doctor.json"))
-  assert report["failed"] == ["one_step_lowers_loss"], report
-  checked = [line for line in proc.stdout.splitlines()
-             if line.split()[:1] and line.split()[0] in ("PASS", "WARN", "FAIL")]
-  assert len(checked) == len(report["checks"]) == 3, proc.stdout
-  assert checked[-1].startswith("FAIL  one_step_lowers_loss"), checked
