@@ -77,6 +77,7 @@ def get_config():
   config.model.gen_features = 32  # first U-Net level width
   config.model.gen_max_features = 256
   config.model.gen_depth = 4  # downsamplings; image sides must be multiples of 2**depth
+  config.model.downsample = "conv"  # conv | space_to_depth | auto (same function, see docs)
   config.model.gen_upsample = "resize"  # resize (nearest + conv) | transpose | subpixel
   config.model.disc_features = 32
   config.model.disc_layers = 3  # PatchGAN: 3 gives a 70x70 receptive field

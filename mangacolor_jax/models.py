@@ -65,7 +65,8 @@ class PhaseConvTranspose(nn.Module):
   `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`, so either one's
   weights load into the other; but no input dilation, whose gradients XLA:CPU computes
   20-50x slower than a dense convolution's (docs/performance.md). One 2x2 convolution
-  giving all four phases at once, cropped, was as fast forward but 50x slower backward.
+  giving all four phases at once, cropped, was as fast forward but 20-65x slower
+  backward.
   """
   features: int
   use_bias: bool = False
