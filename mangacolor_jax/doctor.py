@@ -10,9 +10,9 @@ The checks, in order (MISSION.md part 5):
 
   data       input_range, input_centring, batches_differ, target_aligned, input_shapes,
              finite
-  model      weights_init, initial_loss, one_step_lowers_loss, gradients_reach_layers,
-             dead_units, frozen_stay_frozen, inference_deterministic, batchnorm_updates,
-             non_square_shapes
+  model      weights_init, initial_loss, one_step_lowers_loss, update_ratio,
+             gradients_reach_layers, dead_units, frozen_stay_frozen,
+             inference_deterministic, batchnorm_updates, non_square_shapes
   last       overfit_tiny_subset (the slowest: up to --overfit_steps training steps)
 
 Every check is a function of explicit inputs (batches, a `trainer.Setup`, a state), so
@@ -55,6 +55,11 @@ INIT_SPREAD_FAIL = (0.1, 10.0)  # ... FAIL outside
 CHANCE_RATIO = (0.75, 1.33)
 CHANCE_RATIO_FAIL = (0.5, 1.6)
 DEAD_WARN = 0.1  # share of dead units in one layer beyond: WARN (FAIL: dead_max)
+# Median |dW| / |W| over the layers in one step from the initial state. Adam's first step
+# moves each weight by about the learning rate, so this is lr / rms(W): the series' ~1e-3
+# rule, with room for the first step (default 1e-2, Adam's default lr 5e-2). PASS inside.
+UPDATE_RATIO = (1e-4, 1e-1)
+UPDATE_RATIO_FAIL = (1e-6, 1.0)
 
 
 @dataclasses.dataclass
@@ -324,6 +329,38 @@ def check_one_step(setup, state, batch) -> Result:
              "high, a sign error, or updates not applied")
   return Result("one_step_lowers_loss", _status(ok), change,
                 f"reconstruction loss {before:.5g} -> {after:.5g} ({change:+.2%}): {meaning}")
+
+
+def check_update_ratio(setup, state, batch) -> Result:
+  """The median update-to-weight ratio |dW| / |W| of one real step, per network: far above
+  the rule the learning rate is too high (weights jump), far below too low."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import diagnostics  # pylint: disable=g-import-not-at-top
+  new_state, _ = _jit_step(setup)(state, batch)
+  medians = {}
+  for net, old, new in (("gen", state.g_params, new_state.g_params),
+                        ("disc", state.d_params, new_state.d_params)):
+    if not jax.tree_util.tree_leaves(old):
+      continue
+    w = jax.device_get(diagnostics.layer_norms(old))
+    dw = jax.device_get(diagnostics.layer_norms(
+        jax.tree_util.tree_map(lambda a, b: a - b, new, old)))
+    ratios = [float(dw[k]) / float(w[k]) for k in w if float(w[k]) > 0]
+    medians[net] = float(np.median(ratios)) if ratios else 0.0
+  worst_net, worst = max(medians.items(), key=lambda kv: abs(math.log10(max(kv[1], 1e-30)) + 3))
+  inside = lambda bounds: all(bounds[0] <= m <= bounds[1] for m in medians.values())
+  ok, warn = inside(UPDATE_RATIO_FAIL), not inside(UPDATE_RATIO)
+  if ok and not warn:
+    meaning = "the first step moves the weights at a healthy rate"
+  elif worst > UPDATE_RATIO[1]:
+    meaning = ("the weights jump: learning rate far too high (Adam's first step moves each "
+               "weight by about lr)")
+  else:
+    meaning = "the weights barely move: learning rate far too low, or vanishing gradients"
+  listed = ", ".join(f"{k} {v:.3g}" for k, v in medians.items())
+  return Result("update_ratio", _status(ok, warn), worst,
+                f"median |dW|/|W| of one step: {listed} (healthy {UPDATE_RATIO[0]:g} to "
+                f"{UPDATE_RATIO[1]:g}): {meaning}")
 
 
 def check_gradients(setup, state, batch, opts: dict[str, Any] | None = None) -> Result:
@@ -648,6 +685,7 @@ def run_checks(config, *, setup=None, state=None, train_batches: Sequence[dict] 
       ("weights_init", lambda: check_weights_init(state)),
       ("initial_loss", lambda: check_initial_loss(setup, state, fixed)),
       ("one_step_lowers_loss", lambda: check_one_step(setup, state, fixed)),
+      ("update_ratio", lambda: check_update_ratio(setup, state, fixed)),
       ("gradients_reach_layers", lambda: check_gradients(setup, state, fixed, opts)),
       ("dead_units", lambda: check_dead_units(setup, state, val, opts)),
       ("frozen_stay_frozen", lambda: check_frozen(setup, state, fixed, freeze)),

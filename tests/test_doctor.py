@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from mangacolor_jax import doctor
@@ -86,7 +87,8 @@ def test_healthy_tiny_config_passes_every_check(env, tmp_path):
   names = [r.name for r in results]
   assert names == ["input_range", "input_centring", "batches_differ", "target_aligned",
                    "input_shapes", "finite", "weights_init", "initial_loss",
-                   "one_step_lowers_loss", "gradients_reach_layers", "dead_units",
+                   "one_step_lowers_loss", "update_ratio", "gradients_reach_layers",
+                   "dead_units",
                    "frozen_stay_frozen", "inference_deterministic", "batchnorm_updates",
                    "non_square_shapes", "overfit_tiny_subset"]
   failed = [r.line() for r in results if r.status == doctor.FAIL]
@@ -174,16 +176,31 @@ def test_saturated_output_fails_initial_loss(env):
   assert status == doctor.FAIL, line
 
 
-def test_learning_rate_1e4_too_high_fails_one_step_and_overfit(env):
+def test_learning_rate_1e4_too_high_fails_update_ratio_and_overfit(env):
+  """Adam's first step moves every weight by about lr: at 2.0 the weights jump (update
+  ratio ~100 instead of ~1e-2) and training thrashes. One step may still lower the loss
+  (saturating towards the mostly white targets), so one_step_lowers_loss is not the check
+  for this fault; a sign error is (next test)."""
   config = tiny()
   config.optim.g_lr *= 1e4
   config.optim.d_lr *= 1e4
   setup = trainer.Setup(config)
-  assert doctor.check_one_step(env["setup"], env["state"], env["fixed"]).status == doctor.PASS
-  status, line = status_of(doctor.check_one_step(setup, env["state"], env["fixed"]))
-  assert status == doctor.FAIL, line
+  assert doctor.check_update_ratio(env["setup"], env["state"],
+                                   env["fixed"]).status == doctor.PASS
+  status, line = status_of(doctor.check_update_ratio(setup, env["state"], env["fixed"]))
+  assert status == doctor.FAIL and "too high" in line, line
   # The healthy run reached the factor within this budget in the first test.
   status, line = status_of(doctor.check_overfit(setup, env["state"], env["fixed"], steps=200))
+  assert status == doctor.FAIL, line
+
+
+def test_gradient_ascent_fails_one_step(env):
+  """An update with the wrong sign raises the loss on the batch it was computed on."""
+  assert doctor.check_one_step(env["setup"], env["state"], env["fixed"]).status == doctor.PASS
+  setup = trainer.Setup(tiny())
+  setup.g_tx = optax.chain(setup.g_tx, optax.scale(-1.0))
+  state = env["state"].replace(g_opt_state=setup.g_tx.init(env["state"].g_params))
+  status, line = status_of(doctor.check_one_step(setup, state, env["fixed"]))
   assert status == doctor.FAIL, line
 
 
@@ -258,3 +275,27 @@ def test_swapped_axes_fail_non_square_shapes(env):
   setup = broken_setup(tiny(), swap_axes=True)
   status, line = status_of(doctor.check_output_shapes(setup, env["state"]))
   assert status == doctor.FAIL, line
+
+
+def test_command_exits_nonzero_and_writes_json_on_a_fault(tmp_path):
+  """The command line, with a learning rate 1e4 times too high: exit 1, the failing check
+  named in doctor.json, one printed line per check run. (The override reaches the step:
+  update_ratio measures ~100 instead of ~1e-2.)"""
+  workdir = tmp_path / "doctor"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  # Only a few checks, to keep the test short; the others are tested in-process above.
+  skip = ("input_centring,batches_differ,target_aligned,input_shapes,finite,weights_init,"
+          "one_step_lowers_loss,dead_units,frozen_stay_frozen,inference_deterministic,"
+          "batchnorm_updates,non_square_shapes,gradients_reach_layers,overfit_tiny_subset")
+  proc = subprocess.run(
+      [sys.executable, "-m", "mangacolor_jax.doctor", "--config", "configs/tiny.py",
+       "--workdir", str(workdir), "--config.optim.g_lr=2.0", "--config.optim.d_lr=2.0",
+       f"--skip={skip}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+  report = json.load(open(workdir / "doctor.json"))
+  assert report["failed"] == ["update_ratio"], report
+  checked = [line for line in proc.stdout.splitlines()
+             if line.split()[:1] and line.split()[0] in ("PASS", "WARN", "FAIL")]
+  assert len(checked) == len(report["checks"]) == 3, proc.stdout
+  assert checked[-1].startswith("FAIL  update_ratio"), checked
