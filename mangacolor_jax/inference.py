@@ -63,6 +63,17 @@ def read_lineart(path: str, normalize: bool = True) -> np.ndarray:
   return gray[..., None] * 2.0 - 1.0
 
 
+def predict_one(predict_batch, lineart: np.ndarray, hint_tensor: np.ndarray | None
+                ) -> np.ndarray:
+  """Runs a batch predictor on one [H, W, 1] line art (and optional [H, W, 4] hints)."""
+  h, w = lineart.shape[:2]
+  if hint_tensor is not None and hint_tensor.shape[:2] != (h, w):
+    raise ValueError(f"hints are {hint_tensor.shape[1]}x{hint_tensor.shape[0]} but the "
+                     f"line art is {w}x{h}; they must be the same size")
+  hints = None if hint_tensor is None else hint_tensor[None]
+  return predict_batch(lineart[None], hints)[0]
+
+
 class Colorizer:
   """A trained generator, ready to colour line art of any size.
 
@@ -97,12 +108,7 @@ class Colorizer:
   def predict(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
               ) -> np.ndarray:
     """Like `__call__` but returns the raw float32 [H, W, 3] output in [-1, 1]."""
-    h, w = lineart.shape[:2]
-    if hint_tensor is not None and hint_tensor.shape[:2] != (h, w):
-      raise ValueError(f"hints are {hint_tensor.shape[1]}x{hint_tensor.shape[0]} but the "
-                       f"line art is {w}x{h}; they must be the same size")
-    hints = None if hint_tensor is None else hint_tensor[None]
-    return self.predict_batch(lineart[None], hints)[0]
+    return predict_one(self.predict_batch, lineart, hint_tensor)
 
   def _pad(self, x: np.ndarray, value: float) -> np.ndarray:
     ph, pw = -x.shape[1] % self.multiple, -x.shape[2] % self.multiple
@@ -262,12 +268,7 @@ class EnsembleColorizer:
 
   def predict(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
               ) -> np.ndarray:
-    h, w = lineart.shape[:2]
-    if hint_tensor is not None and hint_tensor.shape[:2] != (h, w):
-      raise ValueError(f"hints are {hint_tensor.shape[1]}x{hint_tensor.shape[0]} but the "
-                       f"line art is {w}x{h}; they must be the same size")
-    hints = None if hint_tensor is None else hint_tensor[None]
-    return self.predict_batch(lineart[None], hints)[0]
+    return predict_one(self.predict_batch, lineart, hint_tensor)
 
   def __call__(self, lineart: np.ndarray, hint_tensor: np.ndarray | None = None
                ) -> np.ndarray:
