@@ -554,7 +554,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     return stopping["stopped"]
 
   diagnostics = None
-  if config.get("diagnostics_every_steps", 0):
+  # Built only when some step of this run is a diagnostic one (nothing compiles otherwise).
+  if 0 < config.get("diagnostics_every_steps", 0) <= config.num_train_steps:
     from mangacolor_jax import diagnostics as diagnostics_lib  # pylint: disable=g-import-not-at-top
     probe = next(eval_ds.as_numpy_iterator())
     probe.pop("name", None)

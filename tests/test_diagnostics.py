@@ -228,3 +228,24 @@ def test_filter_and_patch_grids():
   tile = grid[pad:pad + 10 * factor, pad:pad + 10 * factor, 0]
   ys, xs = np.nonzero(tile > 128)
   assert (ys.min() // factor, xs.min() // factor) == (5 - 1, 6 - 1)
+
+
+def test_a_training_run_shows_every_panel(tmp_path):
+  """The trainer itself writes the panels on its diagnostic steps (the default config turns
+  them on every 500 steps; here every 2 steps of a 2-step run)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  assert default.get_config().diagnostics_every_steps > 0, "panels off by default"
+  config = tiny()
+  config.diagnostics_every_steps = 2
+  trainer.train_and_evaluate(config, str(tmp_path))
+  tags = event_tags(str(tmp_path))
+  families = {tag.split("/")[0] for tag in tags}
+  for family in ("weights", "preact", "dead_units", "grad_norm", "update_ratio",
+                 "update_ratio_median", "filters", "top_patches", "inputs"):
+    assert family in families, f"{family}/ missing; have {sorted(families)}"
+  for tag in ("grad_norm/disc/conv0", "weights/gen/enc0_conv/kernel",
+              "train_d_real_acc", "train_d_fake_acc", "eval_worst", "eval_samples"):
+    assert tag in tags, f"{tag} missing"
+  for run in ("train", "eval"):
+    assert set(event_tags(str(tmp_path / run))) == {"l1", "d_loss", "d_real_acc",
+                                                    "d_fake_acc"}
