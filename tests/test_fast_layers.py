@@ -18,8 +18,13 @@ def _perturbed(variables, seed=1):
 
 
 def _value_and_grads(module, variables, x):
-  return jax.value_and_grad(lambda v, x: jnp.sum(jnp.sin(module.apply(v, x))),
-                            argnums=(0, 1))(variables, x)
+  """Output, and gradients of a loss that weights every output position differently (a
+  plain sum would not see outputs in the wrong place)."""
+  def loss(v, x):
+    y = module.apply(v, x)
+    weights = jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
+    return jnp.sum(jnp.sin(y) * weights), y
+  return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables, x)
 
 
 def _assert_close(a, b, rtol=1e-5):
@@ -28,15 +33,17 @@ def _assert_close(a, b, rtol=1e-5):
     assert float(jnp.max(jnp.abs(u - v))) <= rtol * 10 * scale
 
 
+@pytest.mark.parametrize("features", [models.PHASE_FUSED_MAX_FEATURES,  # one 3x3 conv
+                                      models.PHASE_FUSED_MAX_FEATURES + 1])  # four 2x2
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3)])
-def test_phase_upsampling_is_conv_transpose(shape):
+def test_phase_upsampling_is_conv_transpose(shape, features):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
-  ref = nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = models.PhaseConvTranspose(5, use_bias=True)
+  ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
+  fast = models.PhaseConvTranspose(features, use_bias=True)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
       jax.tree_util.tree_map(jnp.shape, variables)
-  assert fast.apply(variables, x).shape == (shape[0], 2 * shape[1], 2 * shape[2], 5)
+  assert fast.apply(variables, x).shape == (shape[0], 2 * shape[1], 2 * shape[2], features)
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
 
 
