@@ -16,8 +16,8 @@ NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
 DOWNSAMPLES = ("conv", "space_to_depth", "auto")
-# `auto` downsampling: space-to-depth for inputs of at most this side, nn.Conv above.
-AUTO_SPACE_TO_DEPTH_MAX_SIDE = 4
+# `auto` downsampling: space-to-depth for inputs of at most this side (see Downsample).
+AUTO_SPACE_TO_DEPTH_MAX_SIDE = 2
 
 # pix2pix initialisation: N(0, 0.02) kernels, zero biases.
 conv_init = nn.initializers.normal(0.02)
@@ -83,6 +83,23 @@ def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, 2 * h, 2 * w, f)
 
 
+def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The 4x4/2 "SAME" transposed convolution of NHWC `x` by HWIO `kernel`, without input
+  dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs."""
+  b, h, w, c = x.shape
+  f = kernel.shape[-1]
+  if f <= PHASE_FUSED_MAX_FEATURES:
+    return phase_conv_transpose_3x3(x, kernel)
+  taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
+  rows = []
+  for a in (0, 1):
+    phases = [jax.lax.conv_general_dilated(
+        x, taps[:, a, :, bb], (1, 1), ((1 - a, a), (1 - bb, bb)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC")) for bb in (0, 1)]
+    rows.append(jnp.stack(phases, axis=3))  # [b, h, w, 2 (column phase), f]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
+
+
 class PhaseConvTranspose(nn.Module):
   """pix2pix's 4x4/2 "SAME" ConvTranspose, computed as four dense stride-1 convolutions.
 
@@ -115,17 +132,7 @@ class PhaseConvTranspose(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    if f <= PHASE_FUSED_MAX_FEATURES:
-      y = phase_conv_transpose_3x3(x, kernel)
-    else:
-      taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
-      rows = []
-      for a in (0, 1):
-        phases = [jax.lax.conv_general_dilated(
-            x, taps[:, a, :, bb], (1, 1), ((1 - a, a), (1 - bb, bb)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC")) for bb in (0, 1)]
-        rows.append(jnp.stack(phases, axis=3))  # [b, h, w, 2 (column phase), f]
-      y = jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
+    y = phase_conv_transpose(x, kernel)
     if bias is not None:
       y = y + bias
     return y
@@ -151,17 +158,49 @@ def space_to_depth_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def _strided_conv(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def strided_conv_phase_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """4x4 stride-2 convolution with padding 1 (even sides) whose input gradient is computed
+  as `phase_conv_transpose` rather than XLA's input-dilated convolution.
+
+  With y[o] = sum_t x[2o - 1 + t] k[t], the gradient is dx[2m] = g[m - 1] k[3] + g[m] k[1]
+  and dx[2m + 1] = g[m] k[2] + g[m + 1] k[0]: the 4x4/2 "SAME" transposed convolution of g
+  by the spatially flipped kernel with input and output channels swapped. The kernel
+  gradient is XLA's own.
+  """
+  return _strided_conv(x, kernel)
+
+
+def _strided_conv_fwd(x, kernel):
+  return _strided_conv(x, kernel), (x, kernel)
+
+
+def _strided_conv_bwd(res, g):
+  x, kernel = res
+  dx = phase_conv_transpose(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  _, kernel_vjp = jax.vjp(lambda k: _strided_conv(x, k), kernel)
+  return dx.astype(x.dtype), kernel_vjp(g)[0]
+
+
+strided_conv_phase_grad.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
 class Downsample(nn.Module):
   """pix2pix's 4x4 stride-2 convolution with padding 1, computed one of three ways.
 
   `conv` is a strided convolution (nn.Conv's); `space_to_depth` is `space_to_depth_conv`
   (the same function); parameters are nn.Conv's either way (`kernel` [4, 4, c_in,
-  features], `bias`), so checkpoints load across kinds;
-  `auto` picks space-to-depth for inputs whose sides are at most
-  AUTO_SPACE_TO_DEPTH_MAX_SIDE and nn.Conv above: under XLA:CPU the input gradient of a
-  strided convolution on a 4x4 input falls to a slow dilated-convolution path (100 ms
-  against 17 ms at 512 channels, batch 4), while on large inputs space-to-depth's extra
-  transposes cost more than they save (docs/performance.md).
+  features], `bias`), so checkpoints load across kinds. `auto` is the fastest under
+  XLA:CPU: the strided convolution with its input gradient computed by
+  `strided_conv_phase_grad` (XLA's own input gradient is an input-dilated convolution,
+  20% slower at 128x128 and 7x slower on a 4x4 input), and space-to-depth on inputs whose
+  sides are at most AUTO_SPACE_TO_DEPTH_MAX_SIDE (docs/performance.md). Odd sides always
+  take the plain strided convolution.
   """
   features: int
   kind: str = "conv"
@@ -179,13 +218,14 @@ class Downsample(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    s2d = self.kind == "space_to_depth" or (
-        self.kind == "auto" and max(x.shape[1:3]) <= AUTO_SPACE_TO_DEPTH_MAX_SIDE)
-    if s2d and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0:
+    even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
+    small = max(x.shape[1:3]) <= AUTO_SPACE_TO_DEPTH_MAX_SIDE
+    if even and (self.kind == "space_to_depth" or (self.kind == "auto" and small)):
       y = space_to_depth_conv(x, kernel)
+    elif even and self.kind == "auto":
+      y = strided_conv_phase_grad(x, kernel)
     else:
-      y = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = _strided_conv(x, kernel)
     if bias is not None:
       y = y + bias
     return y

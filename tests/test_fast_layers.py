@@ -48,7 +48,10 @@ def test_phase_upsampling_is_conv_transpose(shape, features):
 
 
 @pytest.mark.parametrize("kind", models.DOWNSAMPLES)
-@pytest.mark.parametrize("shape", [(2, 6, 10, 3), (2, 4, 4, 3), (1, 2, 2, 5)])
+# Input gradients through the one-3x3 (3 channels) and the four-2x2 path (12 channels),
+# space-to-depth (2x2 input), and odd sides (the plain strided convolution).
+@pytest.mark.parametrize("shape", [(2, 6, 10, 3), (2, 4, 4, 3), (2, 6, 4, 12), (1, 2, 2, 5),
+                                   (2, 5, 7, 3)])
 def test_downsample_kinds_are_the_strided_conv(kind, shape):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)

@@ -103,14 +103,29 @@ def test_a_wrong_gradient_is_caught():
 # ------------------------------------------------------------------------------ layers
 
 
+@pytest.mark.parametrize("features", [3, 12])  # phase: one 3x3 conv / four 2x2 convs
 @pytest.mark.parametrize("kind", models.UPSAMPLES)
-def test_upsample_layers(kind):
+def test_upsample_layers(kind, features):
   with jax.enable_x64(True):
-    layer = models.Upsample(3, kind, use_bias=True, dtype=jnp.float64)
+    layer = models.Upsample(features, kind, use_bias=True, dtype=jnp.float64)
     x = jnp.asarray(smooth((1, 3, 4, 2)))
     params = as64(layer.init(jax.random.key(0), x)["params"])
     y = layer.apply({"params": params}, x)
-    assert y.shape == (1, 6, 8, 3)
+    assert y.shape == (1, 6, 8, features)
+    check_grads(lambda p, x: layer.apply({"params": p}, x), (params, x), order=1,
+                modes=["rev"], **TOL)
+
+
+@pytest.mark.parametrize("channels", [3, 12])  # the custom input gradient's two paths
+@pytest.mark.parametrize("shape", [(1, 6, 4), (1, 2, 2)])  # strided / space-to-depth
+@pytest.mark.parametrize("kind", models.DOWNSAMPLES)
+def test_downsample_layers(kind, shape, channels):
+  """`auto` has a hand-written input gradient (models.strided_conv_phase_grad)."""
+  with jax.enable_x64(True):
+    layer = models.Downsample(5, kind, use_bias=True, dtype=jnp.float64)
+    x = jnp.asarray(smooth(shape + (channels,)))
+    params = as64(layer.init(jax.random.key(0), x)["params"])
+    assert layer.apply({"params": params}, x).shape == (1, shape[1] // 2, shape[2] // 2, 5)
     check_grads(lambda p, x: layer.apply({"params": p}, x), (params, x), order=1,
                 modes=["rev"], **TOL)
 
