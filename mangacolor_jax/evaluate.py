@@ -69,26 +69,24 @@ def run(workdir: str, image_dir: str | None = None, save_images: str | None = No
     os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
     os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)
 
-  sums, count = {}, 0.0
-  for i, batch in enumerate(ds.as_numpy_iterator()):
-    valid = batch.pop("valid")
-    names = batch.pop("name")
-    rng = jax.random.fold_in(jax.random.key(trainer.EVAL_HINTS_SEED), i)
-    per_example, fake = step_fn(state, sharding.place_batch(batch, mesh), rng)
-    for k, v in jax.device_get(per_example).items():
-      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64) * valid))
-    count += float(valid.sum())
-    if save_images:
-      fake = np.asarray(jax.device_get(fake))
-      for j in np.nonzero(valid)[0]:
-        stem = os.path.splitext(names[j].decode())[0]
-        grid = trainer.sample_grid(batch["lineart"][j:j + 1], fake[j:j + 1],
-                                   batch["target"][j:j + 1], 1)
-        trainer.save_png(os.path.join(save_images, "triptychs", stem + ".png"), grid)
-        trainer.save_png(os.path.join(save_images, "outputs", stem + ".png"),
-                         image_metrics.to_uint8(fake[j]))
-  metrics = {k: v / max(count, 1.0) for k, v in sums.items()}
-  return {"workdir": workdir, "step": step, "images": int(count),
+  count = 0
+
+  def save(batch, fake, valid, names):
+    nonlocal count
+    count += int(valid.sum())
+    if not save_images:
+      return
+    for j in np.nonzero(valid)[0]:
+      stem = os.path.splitext(names[j].decode())[0]
+      grid = trainer.sample_grid(batch["lineart"][j:j + 1], fake[j:j + 1],
+                                 batch["target"][j:j + 1], 1)
+      trainer.save_png(os.path.join(save_images, "triptychs", stem + ".png"), grid)
+      trainer.save_png(os.path.join(save_images, "outputs", stem + ".png"),
+                       image_metrics.to_uint8(fake[j]))
+
+  metrics, _ = trainer.evaluate(setup, state, ds, mesh, step_fn, on_batch=save)
+  metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+  return {"workdir": workdir, "step": step, "images": count,
           "image_dir": image_dir or "validation split", **metrics}
 
 

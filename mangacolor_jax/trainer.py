@@ -388,8 +388,11 @@ def sample_grid(lineart: np.ndarray, output: np.ndarray, target: np.ndarray,
 
 
 def evaluate(setup: Setup, state: GANState, eval_ds, mesh, compiled_eval_step,
-             num_samples: int = 0):
+             num_samples: int = 0, on_batch=None):
   """Averages eval metrics over a finite dataset.
+
+  `on_batch(batch, outputs, valid, names)`, if given, sees every batch with the model's
+  outputs (host arrays; `valid` marks the real, non-padding examples).
 
   Returns:
     (metrics, images): metrics averaged over the real (non-padding) examples, prefixed
@@ -400,7 +403,7 @@ def evaluate(setup: Setup, state: GANState, eval_ds, mesh, compiled_eval_step,
   sums, count, first, worst = {}, 0.0, None, []
   for i, batch in enumerate(eval_ds.as_numpy_iterator()):
     valid = batch.pop("valid")
-    batch.pop("name", None)
+    names = batch.pop("name", None)
     placed = sharding.place_batch(batch, mesh)
     rng = jax.random.fold_in(jax.random.key(EVAL_HINTS_SEED), i)
     per_example, fake = compiled_eval_step(state, placed, rng)
@@ -408,8 +411,11 @@ def evaluate(setup: Setup, state: GANState, eval_ds, mesh, compiled_eval_step,
     for k, v in per_example.items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64) * valid))
     count += float(valid.sum())
-    if num_samples:
+    if num_samples or on_batch is not None:
       fake = np.asarray(jax.device_get(fake))
+    if on_batch is not None:
+      on_batch(batch, fake, valid, names)
+    if num_samples:
       rows = [(float(per_example["l1"][j]), batch["lineart"][j], fake[j], batch["target"][j])
               for j in np.nonzero(valid)[0]]
       if first is None:
