@@ -39,16 +39,6 @@ def peak_host_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def release_free_memory() -> None:
-  """Returns the heap that compilation freed to the OS (glibc), so that it does not count
-  in the training process's resident memory; a no-op elsewhere."""
-  try:
-    import ctypes  # pylint: disable=g-import-not-at-top
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-  except (OSError, AttributeError):
-    pass
-
-
 def step_stats(step_s: list[float]) -> dict:
   """min / median / max of per-step seconds, in ms."""
   return {"step_ms_min": round(1000 * min(step_s), 2),
@@ -90,7 +80,7 @@ class TrainBench:
     t0 = time.perf_counter()
     self.compiled = step_fn.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t0
-    release_free_memory()  # XLA's compile-time heap: about 0.5 GB at 256x256
+    trainer.release_free_memory()  # XLA's compile-time heap: about 0.5 GB at 256x256
     self.metrics = None
 
   def run(self, steps: int, per_step: bool = True) -> list[float]:
