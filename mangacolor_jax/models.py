@@ -56,6 +56,8 @@ class Activation(nn.Module):
 
 # PhaseConvTranspose: outputs this narrow use one 3x3 convolution for all four phases.
 PHASE_FUSED_MAX_FEATURES = 8
+# PhaseConvTranspose: inputs at least this big get their gradients through a strided conv.
+PHASE_STRIDED_GRAD_MIN_SIDE = 16
 
 
 def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -85,11 +87,44 @@ def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The 4x4/2 "SAME" transposed convolution of NHWC `x` by HWIO `kernel`, without input
-  dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs."""
-  b, h, w, c = x.shape
+  dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs.
+  On inputs of side >= PHASE_STRIDED_GRAD_MIN_SIDE, the gradients of the four-2x2 form
+  come from `_phase_conv_transpose_grads`."""
   f = kernel.shape[-1]
   if f <= PHASE_FUSED_MAX_FEATURES:
     return phase_conv_transpose_3x3(x, kernel)
+  if min(x.shape[1:3]) >= PHASE_STRIDED_GRAD_MIN_SIDE:
+    return _phase_conv_transpose_strided_grads(x, kernel)
+  return _phase_conv_transpose(x, kernel)
+
+
+@jax.custom_vjp
+def _phase_conv_transpose_strided_grads(x, kernel):
+  return _phase_conv_transpose(x, kernel)
+
+
+def _phase_conv_transpose_grads(res, g):
+  """Gradients of y = phase_conv_transpose(x, k) through the strided convolution S_K that
+  it is the transpose of (K = k flipped, in and out channels swapped; see
+  `strided_conv_phase_grad`): y = S_K^T x, so dx = S_K g, and dK is S_K's kernel
+  gradient for input g and cotangent x. XLA:CPU runs these two ops 17-25% faster than
+  the four phases' own gradients on inputs of side >= 16 (docs/performance.md), and no
+  faster below."""
+  x, kernel = res
+  flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+  dx, kernel_vjp = jax.vjp(lambda k: _strided_conv(g, k), flipped)
+  (d_flipped,) = kernel_vjp(x)
+  return dx.astype(x.dtype), jnp.flip(d_flipped, (0, 1)).swapaxes(2, 3)
+
+
+_phase_conv_transpose_strided_grads.defvjp(
+    lambda x, kernel: (_phase_conv_transpose(x, kernel), (x, kernel)),
+    _phase_conv_transpose_grads)
+
+
+def _phase_conv_transpose(x, kernel):
+  b, h, w, c = x.shape
+  f = kernel.shape[-1]
   taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
   rows = []
   for a in (0, 1):

@@ -35,7 +35,8 @@ def _assert_close(a, b, rtol=1e-5):
 
 @pytest.mark.parametrize("features", [models.PHASE_FUSED_MAX_FEATURES,  # one 3x3 conv
                                       models.PHASE_FUSED_MAX_FEATURES + 1])  # four 2x2
-@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3)])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3),
+                                   (1, 16, 18, 3)])  # gradients through a strided conv
 def test_phase_upsampling_is_conv_transpose(shape, features):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)

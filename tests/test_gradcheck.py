@@ -116,6 +116,18 @@ def test_upsample_layers(kind, features):
                 modes=["rev"], **TOL)
 
 
+def test_phase_gradients_through_the_strided_conv(monkeypatch):
+  """The phase layer's hand-written gradients (used on inputs of side >= 16), here on a
+  small input."""
+  monkeypatch.setattr(models, "PHASE_STRIDED_GRAD_MIN_SIDE", 1)
+  with jax.enable_x64(True):
+    layer = models.PhaseConvTranspose(12, use_bias=True, dtype=jnp.float64)
+    x = jnp.asarray(smooth((1, 3, 4, 2)))
+    params = as64(layer.init(jax.random.key(0), x)["params"])
+    check_grads(lambda p, x: layer.apply({"params": p}, x), (params, x), order=1,
+                modes=["rev"], **TOL)
+
+
 @pytest.mark.parametrize("channels", [3, 12])  # the custom input gradient's two paths
 @pytest.mark.parametrize("shape", [(1, 6, 4), (1, 2, 2)])  # strided / space-to-depth
 @pytest.mark.parametrize("kind", models.DOWNSAMPLES)
