@@ -149,7 +149,7 @@ def main():
   p.add_argument("--dtype", default="float32")
   p.add_argument("--upsample", default="transpose,phase,resize,subpixel",
                  help="comma-separated models.Upsample kinds to time (JAX)")
-  p.add_argument("--downsample", default="conv,space_to_depth",
+  p.add_argument("--downsample", default="conv,auto,space_to_depth",
                  help="models.Downsample kinds to time (JAX): conv, space_to_depth, auto")
   args = p.parse_args()
   (run_jax if args.framework == "jax" else run_torch)(args)
