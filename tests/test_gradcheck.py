@@ -213,10 +213,12 @@ def test_generator_gradients_and_black_input(norm):
 
 @pytest.mark.parametrize("penalty", ["r1", "dragan"])
 @pytest.mark.parametrize("norm", models.NORMS)
-def test_gradient_penalties_through_the_discriminator(norm, penalty):
+@pytest.mark.parametrize("downsample", ["conv", "auto"])  # auto: custom VJPs, twice
+def test_gradient_penalties_through_the_discriminator(norm, penalty, downsample):
   """Penalties differentiate D twice, through its norm layers: numerical check on a
   smooth image, finite gradients on black images (zero variance, zero input gradient)."""
-  disc = models.PatchDiscriminator(features=4, layers=1, norm=norm, dtype=jnp.float64)
+  disc = models.PatchDiscriminator(features=4, layers=1, norm=norm, downsample=downsample,
+                                   dtype=jnp.float64)
   with jax.enable_x64(True):
     cond = jnp.asarray(smooth((2, 8, 8, 1), 3.0))
     real = jnp.asarray(smooth((2, 8, 8, 3)))
