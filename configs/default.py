@@ -9,8 +9,9 @@ Command:
   python -m mangacolor_jax.train --config configs/default.py --workdir runs/default
 
 Hardware and expected result: a 2-core CPU, about 5 minutes (2,000 steps of batch 16 at
-64x64, compilation and 5 evaluations included). Validation PSNR 22.4 dB (SSIM 0.89), against
-9.9 dB for the line art itself and 7.5 dB for the untrained model; the samples under
+64x64; compilation, 5 evaluations and 4 diagnostic steps included). Validation PSNR
+22.6 dB (SSIM 0.90), against 9.9 dB for the line art itself and 7.5 dB for the untrained
+model; the samples under
 runs/default/samples show the character in its own colours from step 500 on.
 """
 
@@ -78,7 +79,9 @@ def get_config():
   config.model.gen_features = 32  # first U-Net level width
   config.model.gen_max_features = 256
   config.model.gen_depth = 4  # downsamplings; image sides must be multiples of 2**depth
-  config.model.downsample = "conv"  # conv | space_to_depth | auto (same function, see docs)
+  # How the 4x4/2 convolutions are computed: conv | space_to_depth | auto, the same function
+  # and parameters; auto is the fastest on a CPU (default step -5%, anime_faces -12%).
+  config.model.downsample = "auto"
   config.model.gen_upsample = "resize"  # resize (nearest + conv) | transpose | subpixel
   config.model.disc_features = 32
   config.model.disc_layers = 3  # PatchGAN: 3 gives a 70x70 receptive field
