@@ -117,9 +117,12 @@ def _phase_conv_transpose_grads(res, g):
   return dx.astype(x.dtype), jnp.flip(d_flipped, (0, 1)).swapaxes(2, 3)
 
 
-_phase_conv_transpose_strided_grads.defvjp(
-    lambda x, kernel: (_phase_conv_transpose(x, kernel), (x, kernel)),
-    _phase_conv_transpose_grads)
+def _phase_conv_transpose_fwd(x, kernel):
+  return _phase_conv_transpose(x, kernel), (x, kernel)
+
+
+_phase_conv_transpose_strided_grads.defvjp(_phase_conv_transpose_fwd,
+                                           _phase_conv_transpose_grads)
 
 
 def _phase_conv_transpose(x, kernel):

@@ -65,6 +65,16 @@ def timeit(fn, reps, min_s=0.3):
   return min(times)
 
 
+def report(total, layer, batch, vname, t_f, t_b):
+  """Prints one layer's line and adds its fwd+bwd seconds to total[vname]."""
+  name, kind, c_in, c_out, s, stride = layer
+  fl = conv_flops(kind, batch, c_in, c_out, s, stride)
+  total[vname] = total.get(vname, 0.0) + t_b
+  print(f"{name:12s} {vname:9s} {c_in:5d}->{c_out:<4d} @{s:<4d} s{stride} "
+        f"fwd {1e3 * t_f:8.2f} ms  fwd+bwd {1e3 * t_b:8.2f} ms  "
+        f"{3 * fl / t_b / 1e9:7.1f} GFLOP/s", flush=True)
+
+
 def run_jax(args):
   import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -100,11 +110,7 @@ def run_jax(args):
       grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
       t_f = timeit(lambda: jax.block_until_ready(fwd(params, x)), args.reps)
       t_b = timeit(lambda: jax.block_until_ready(grad(params, x)), args.reps)
-      fl = conv_flops(kind, b, c_in, c_out, s, stride)
-      total[vname] = total.get(vname, 0.0) + t_b
-      print(f"{name:12s} {vname:9s} {c_in:5d}->{c_out:<4d} @{s:<4d} s{stride} "
-            f"fwd {1e3 * t_f:8.2f} ms  fwd+bwd {1e3 * t_b:8.2f} ms  "
-            f"{3 * fl / t_b / 1e9:7.1f} GFLOP/s", flush=True)
+      report(total, (name, kind, c_in, c_out, s, stride), b, vname, t_f, t_b)
   print("sum fwd+bwd ms:", {k: round(1e3 * v, 1) for k, v in total.items()})
 
 
@@ -132,11 +138,7 @@ def run_torch(args):
       m(x).sum().backward()
 
     t_f, t_b = timeit(fwd, args.reps), timeit(fb, args.reps)
-    fl = conv_flops(kind, b, c_in, c_out, s, stride)
-    total[vname] = total.get(vname, 0.0) + t_b
-    print(f"{name:12s} {vname:9s} {c_in:5d}->{c_out:<4d} @{s:<4d} s{stride} "
-          f"fwd {1e3 * t_f:8.2f} ms  fwd+bwd {1e3 * t_b:8.2f} ms  "
-          f"{3 * fl / t_b / 1e9:7.1f} GFLOP/s", flush=True)
+    report(total, (name, kind, c_in, c_out, s, stride), b, vname, t_f, t_b)
   print("sum fwd+bwd ms:", {k: round(1e3 * v, 1) for k, v in total.items()})
 
 
