@@ -16,8 +16,8 @@ NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
 DOWNSAMPLES = ("conv", "space_to_depth", "auto")
-# `auto` downsampling: space-to-depth for inputs of at most this side (see Downsample).
-AUTO_SPACE_TO_DEPTH_MAX_SIDE = 2
+# `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side.
+AUTO_GEMM_MAX_SIDE = 8
 
 # pix2pix initialisation: N(0, 0.02) kernels, zero biases.
 conv_init = nn.initializers.normal(0.02)
@@ -58,6 +58,8 @@ class Activation(nn.Module):
 PHASE_FUSED_MAX_FEATURES = 8
 # PhaseConvTranspose: inputs at least this big get their gradients through a strided conv.
 PHASE_STRIDED_GRAD_MIN_SIDE = 16
+# PhaseConvTranspose: inputs at most this big are matrix products (`gemm_conv_transpose`).
+PHASE_GEMM_MAX_SIDE = 4
 
 
 def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -85,14 +87,49 @@ def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, 2 * h, 2 * w, f)
 
 
+def gemm_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`PhaseConvTranspose`'s function as 16 matrix products, one per kernel tap, for small
+  inputs, where the convolution library spends its time repacking kernels.
+
+  Tap (t, u) of input pixel (h, w) lands on row 2h + 2 - t and column 2w + 2 - u of the
+  output (the 4x4/2 "SAME" transposed convolution), so every tap is a [pixels, c] x [c, f]
+  product, all 16 run as one batched product reading the kernel in its own layout (no
+  copy), and the results are added where they land, phase by phase (col2im). Same
+  multiply-adds as the four 2x2 convolutions.
+  """
+  b, h, w, c = x.shape
+  f = kernel.shape[-1]
+  pixels = jnp.broadcast_to(x.reshape(1, b * h * w, c), (16, b * h * w, c))
+  z = jax.lax.dot_general(pixels, kernel.reshape(16, c, f), (((2,), (1,)), ((0,), (0,))))
+  z = z.reshape(4, 4, b, h, w, f)
+  # In the output padded by one row and column on each side, tap t of pixel h lands on row
+  # 2h + 3 - t = 2(h + p) + q with 3 - t = 2p + q: block row h + p, phase q.
+  rows = []
+  for q in (0, 1):
+    cols = []
+    for r in (0, 1):
+      acc = 0
+      for p in (0, 1):
+        for s in (0, 1):
+          tap = z[3 - 2 * p - q, 3 - 2 * s - r]
+          acc = acc + jnp.pad(tap, ((0, 0), (p, 1 - p), (s, 1 - s), (0, 0)))
+      cols.append(acc)  # [b, h + 1, w + 1, f]: phase (q, r) of the padded output
+    rows.append(jnp.stack(cols, axis=3))
+  padded = jnp.stack(rows, axis=2).reshape(b, 2 * h + 2, 2 * w + 2, f)
+  return padded[:, 1:-1, 1:-1, :]
+
+
 def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The 4x4/2 "SAME" transposed convolution of NHWC `x` by HWIO `kernel`, without input
-  dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs.
-  On inputs of side >= PHASE_STRIDED_GRAD_MIN_SIDE, the gradients of the four-2x2 form
-  come from `_phase_conv_transpose_grads`."""
+  dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs,
+  or matrix products on inputs of side <= PHASE_GEMM_MAX_SIDE. On inputs of side >=
+  PHASE_STRIDED_GRAD_MIN_SIDE, the gradients of the four-2x2 form come from
+  `_phase_conv_transpose_grads`."""
   f = kernel.shape[-1]
   if f <= PHASE_FUSED_MAX_FEATURES:
     return phase_conv_transpose_3x3(x, kernel)
+  if max(x.shape[1:3]) <= PHASE_GEMM_MAX_SIDE:
+    return gemm_conv_transpose(x, kernel)
   if min(x.shape[1:3]) >= PHASE_STRIDED_GRAD_MIN_SIDE:
     return _phase_conv_transpose_strided_grads(x, kernel)
   return _phase_conv_transpose(x, kernel)
@@ -196,6 +233,23 @@ def space_to_depth_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def im2col_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """4x4 stride-2 convolution with padding 1 of NHWC `x` (even sides) as one matrix
+  product, for small inputs, where the convolution library spends its time repacking
+  kernels: the 16 strided views of the padded input, side by side ([pixels, 16 c]), times
+  the kernel read as a [16 c, f] matrix, which is its own layout (no copy). Its gradients
+  are matrix products too. Same function and multiply-adds as the strided convolution.
+  """
+  b, h, w, c = x.shape
+  f = kernel.shape[-1]
+  ho, wo = h // 2, w // 2
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  cols = jnp.stack([x[:, i:i + 2 * ho:2, j:j + 2 * wo:2, :]
+                    for i in range(4) for j in range(4)], axis=3)  # [b, ho, wo, (i, j), c]
+  y = cols.reshape(b * ho * wo, 16 * c) @ kernel.reshape(16 * c, f)
+  return y.reshape(b, ho, wo, f)
+
+
 def _strided_conv(x, kernel):
   return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -236,9 +290,10 @@ class Downsample(nn.Module):
   features], `bias`), so checkpoints load across kinds. `auto` is the fastest under
   XLA:CPU: the strided convolution with its input gradient computed by
   `strided_conv_phase_grad` (XLA's own input gradient is an input-dilated convolution,
-  20% slower at 128x128 and 7x slower on a 4x4 input), and space-to-depth on inputs whose
-  sides are at most AUTO_SPACE_TO_DEPTH_MAX_SIDE (docs/performance.md). Odd sides always
-  take the plain strided convolution.
+  20% slower at 128x128 and 7x slower on a 4x4 input), and one matrix product
+  (`im2col_conv`) on inputs whose sides are at most AUTO_GEMM_MAX_SIDE, where the
+  convolution library's kernel repacking costs more than the arithmetic
+  (docs/performance.md). Odd sides always take the plain strided convolution.
   """
   features: int
   kind: str = "conv"
@@ -257,9 +312,11 @@ class Downsample(nn.Module):
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-    small = max(x.shape[1:3]) <= AUTO_SPACE_TO_DEPTH_MAX_SIDE
-    if even and (self.kind == "space_to_depth" or (self.kind == "auto" and small)):
+    small = max(x.shape[1:3]) <= AUTO_GEMM_MAX_SIDE
+    if even and self.kind == "space_to_depth":
       y = space_to_depth_conv(x, kernel)
+    elif even and self.kind == "auto" and small:
+      y = im2col_conv(x, kernel)
     elif even and self.kind == "auto":
       y = strided_conv_phase_grad(x, kernel)
     else:

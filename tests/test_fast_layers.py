@@ -35,8 +35,10 @@ def _assert_close(a, b, rtol=1e-5):
 
 @pytest.mark.parametrize("features", [models.PHASE_FUSED_MAX_FEATURES,  # one 3x3 conv
                                       models.PHASE_FUSED_MAX_FEATURES + 1])  # four 2x2
+# Four 2x2 convolutions (side 5), matrix products (sides <= 4), gradients through a
+# strided convolution (sides >= 16).
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3),
-                                   (1, 16, 18, 3)])  # gradients through a strided conv
+                                   (1, 16, 18, 3)])
 def test_phase_upsampling_is_conv_transpose(shape, features):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
@@ -49,10 +51,11 @@ def test_phase_upsampling_is_conv_transpose(shape, features):
 
 
 @pytest.mark.parametrize("kind", models.DOWNSAMPLES)
-# Input gradients through the one-3x3 (3 channels) and the four-2x2 path (12 channels),
-# space-to-depth (2x2 input), and odd sides (the plain strided convolution).
-@pytest.mark.parametrize("shape", [(2, 6, 10, 3), (2, 4, 4, 3), (2, 6, 4, 12), (1, 2, 2, 5),
-                                   (2, 5, 7, 3)])
+# auto: the strided convolution with input gradients through the one-3x3 (3 channels)
+# and the four-2x2 path (12 channels) on sides > 8, one matrix product on sides <= 8;
+# odd sides (the plain strided convolution).
+@pytest.mark.parametrize("shape", [(2, 6, 10, 3), (2, 12, 10, 12), (2, 4, 4, 3),
+                                   (2, 6, 4, 12), (1, 2, 2, 5), (2, 5, 7, 3)])
 def test_downsample_kinds_are_the_strided_conv(kind, shape):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)

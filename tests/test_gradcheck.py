@@ -103,15 +103,17 @@ def test_a_wrong_gradient_is_caught():
 # ------------------------------------------------------------------------------ layers
 
 
-@pytest.mark.parametrize("features", [3, 12])  # phase: one 3x3 conv / four 2x2 convs
+@pytest.mark.parametrize("features", [3, 12])  # phase: one 3x3 conv / the others
+# phase, 12 features: matrix products (sides <= 4) / four 2x2 convolutions (side 5)
+@pytest.mark.parametrize("side", [4, 5])
 @pytest.mark.parametrize("kind", models.UPSAMPLES)
-def test_upsample_layers(kind, features):
+def test_upsample_layers(kind, side, features):
   with jax.enable_x64(True):
     layer = models.Upsample(features, kind, use_bias=True, dtype=jnp.float64)
-    x = jnp.asarray(smooth((1, 3, 4, 2)))
+    x = jnp.asarray(smooth((1, 3, side, 2)))
     params = as64(layer.init(jax.random.key(0), x)["params"])
     y = layer.apply({"params": params}, x)
-    assert y.shape == (1, 6, 8, features)
+    assert y.shape == (1, 6, 2 * side, features)
     check_grads(lambda p, x: layer.apply({"params": p}, x), (params, x), order=1,
                 modes=["rev"], **TOL)
 
@@ -120,6 +122,7 @@ def test_phase_gradients_through_the_strided_conv(monkeypatch):
   """The phase layer's hand-written gradients (used on inputs of side >= 16), here on a
   small input."""
   monkeypatch.setattr(models, "PHASE_STRIDED_GRAD_MIN_SIDE", 1)
+  monkeypatch.setattr(models, "PHASE_GEMM_MAX_SIDE", 0)
   with jax.enable_x64(True):
     layer = models.PhaseConvTranspose(12, use_bias=True, dtype=jnp.float64)
     x = jnp.asarray(smooth((1, 3, 4, 2)))
@@ -129,7 +132,9 @@ def test_phase_gradients_through_the_strided_conv(monkeypatch):
 
 
 @pytest.mark.parametrize("channels", [3, 12])  # the custom input gradient's two paths
-@pytest.mark.parametrize("shape", [(1, 6, 4), (1, 2, 2)])  # strided / space-to-depth
+# auto: the strided convolution with its custom input gradient (sides > 8) / one matrix
+# product (sides <= 8)
+@pytest.mark.parametrize("shape", [(1, 10, 12), (1, 6, 4), (1, 2, 2)])
 @pytest.mark.parametrize("kind", models.DOWNSAMPLES)
 def test_downsample_layers(kind, shape, channels):
   """`auto` has a hand-written input gradient (models.strided_conv_phase_grad)."""
@@ -213,15 +218,17 @@ def test_generator_gradients_and_black_input(norm):
 
 @pytest.mark.parametrize("penalty", ["r1", "dragan"])
 @pytest.mark.parametrize("norm", models.NORMS)
-@pytest.mark.parametrize("downsample", ["conv", "auto"])  # auto: custom VJPs, twice
+# auto on 16x16: the custom VJPs, differentiated twice (first layer), and one matrix
+# product (8x8 and smaller)
+@pytest.mark.parametrize("downsample", ["conv", "auto"])
 def test_gradient_penalties_through_the_discriminator(norm, penalty, downsample):
   """Penalties differentiate D twice, through its norm layers: numerical check on a
   smooth image, finite gradients on black images (zero variance, zero input gradient)."""
   disc = models.PatchDiscriminator(features=4, layers=1, norm=norm, downsample=downsample,
                                    dtype=jnp.float64)
   with jax.enable_x64(True):
-    cond = jnp.asarray(smooth((2, 8, 8, 1), 3.0))
-    real = jnp.asarray(smooth((2, 8, 8, 3)))
+    cond = jnp.asarray(smooth((2, 16, 16, 1), 3.0))
+    real = jnp.asarray(smooth((2, 16, 16, 3)))
     kw = dict(train=True, mutable=["batch_stats"])
     # DRAGAN evaluates D at a perturbed image: the same formula and key as losses.py.
     noise_rng, alpha_rng = jax.random.split(jax.random.key(1))
