@@ -8,8 +8,8 @@ differs is how two layers are computed, not what they compute: the decoder's 4x4
 ConvTranspose as `phase` upsampling (one 2x2 convolution per output phase, the same
 16 * c_in * c_out weights) and the 4x4/2 convolutions with `downsample="auto"` (their input
 gradient computed the same way): dense convolutions, which XLA:CPU runs far faster than
-input-dilated ones; on small inputs (sides <= 8 down, <= 4 up) both are plain matrix
-products (docs/performance.md). Same parameters, same
+input-dilated ones; on small inputs (sides <= 16 down; <= 4 up, or <= 8 for the 1024->512
+layers) both are plain matrix products (docs/performance.md). Same parameters, same
 count as the peer's (57,178,564 at 256).
 
 Select the size with the config argument (default 256):
@@ -45,7 +45,7 @@ def get_config(arg: str = "256"):
   m.gen_depth = depth  # num_downs = log2(size)
   m.gen_upsample = "phase"  # ConvTranspose 4x4/2, computed as four 2x2 convolutions
   # Conv 4x4/2: strided, its input gradient as a phase transposed conv; one matrix product
-  # on inputs of side <= 8 (the same function and weights either way).
+  # on inputs of side <= 16 (the same function and weights either way).
   m.downsample = "auto"
   m.disc_features = 64  # ndf
   m.disc_layers = 3  # 70x70 PatchGAN

@@ -17,7 +17,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
 DOWNSAMPLES = ("conv", "space_to_depth", "auto")
 # `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side.
-AUTO_GEMM_MAX_SIDE = 8
+AUTO_GEMM_MAX_SIDE = 16
 
 # pix2pix initialisation: N(0, 0.02) kernels, zero biases.
 conv_init = nn.initializers.normal(0.02)
@@ -58,8 +58,12 @@ class Activation(nn.Module):
 PHASE_FUSED_MAX_FEATURES = 8
 # PhaseConvTranspose: inputs at least this big get their gradients through a strided conv.
 PHASE_STRIDED_GRAD_MIN_SIDE = 16
-# PhaseConvTranspose: inputs at most this big are matrix products (`gemm_conv_transpose`).
+# PhaseConvTranspose: inputs at most this big are matrix products (`gemm_conv_transpose`),
+# and so are inputs up to PHASE_GEMM_WIDE_MAX_SIDE whose kernels have at least
+# PHASE_GEMM_WIDE_MIN_WEIGHTS taps' worth of in x out weights (pix2pix's 1024 -> 512).
 PHASE_GEMM_MAX_SIDE = 4
+PHASE_GEMM_WIDE_MAX_SIDE = 8
+PHASE_GEMM_WIDE_MIN_WEIGHTS = 1024 * 512
 
 
 def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -122,13 +126,18 @@ def gemm_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The 4x4/2 "SAME" transposed convolution of NHWC `x` by HWIO `kernel`, without input
   dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs,
-  or matrix products on inputs of side <= PHASE_GEMM_MAX_SIDE. On inputs of side >=
+  or matrix products on small inputs (side <= PHASE_GEMM_MAX_SIDE, or <=
+  PHASE_GEMM_WIDE_MAX_SIDE for the widest kernels: measured, docs/performance.md row 33,
+  where the four convolutions of a 1024 -> 512 layer on 8x8 inputs were 30% slower than
+  the products and 1024 -> 256 was 25% faster than them). On inputs of side >=
   PHASE_STRIDED_GRAD_MIN_SIDE, the gradients of the four-2x2 form come from
   `_phase_conv_transpose_grads`."""
   f = kernel.shape[-1]
   if f <= PHASE_FUSED_MAX_FEATURES:
     return phase_conv_transpose_3x3(x, kernel)
-  if max(x.shape[1:3]) <= PHASE_GEMM_MAX_SIDE:
+  side = max(x.shape[1:3])
+  if side <= PHASE_GEMM_MAX_SIDE or (side <= PHASE_GEMM_WIDE_MAX_SIDE and
+                                     x.shape[-1] * f >= PHASE_GEMM_WIDE_MIN_WEIGHTS):
     return gemm_conv_transpose(x, kernel)
   if min(x.shape[1:3]) >= PHASE_STRIDED_GRAD_MIN_SIDE:
     return _phase_conv_transpose_strided_grads(x, kernel)

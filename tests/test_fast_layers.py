@@ -52,9 +52,9 @@ def test_phase_upsampling_is_conv_transpose(shape, features):
 
 @pytest.mark.parametrize("kind", models.DOWNSAMPLES)
 # auto: the strided convolution with input gradients through the one-3x3 (3 channels)
-# and the four-2x2 path (12 channels) on sides > 8, one matrix product on sides <= 8;
+# and the four-2x2 path (12 channels) on sides > 16, one matrix product on sides <= 16;
 # odd sides (the plain strided convolution).
-@pytest.mark.parametrize("shape", [(2, 6, 10, 3), (2, 12, 10, 12), (2, 4, 4, 3),
+@pytest.mark.parametrize("shape", [(2, 18, 20, 3), (2, 20, 18, 12), (2, 4, 4, 3),
                                    (2, 6, 4, 12), (1, 2, 2, 5), (2, 5, 7, 3)])
 def test_downsample_kinds_are_the_strided_conv(kind, shape):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
@@ -64,6 +64,22 @@ def test_downsample_kinds_are_the_strided_conv(kind, shape):
   assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
       jax.tree_util.tree_map(jnp.shape, variables)
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+
+
+def test_phase_upsampling_takes_matrix_products_for_wide_kernels(monkeypatch):
+  """Inputs of side <= PHASE_GEMM_WIDE_MAX_SIDE take `gemm_conv_transpose` when the kernel
+  is wide enough (here: any kernel), and compute the same as ConvTranspose."""
+  monkeypatch.setattr(models, "PHASE_GEMM_WIDE_MIN_WEIGHTS", 1)
+  calls = []
+  gemm = models.gemm_conv_transpose
+  monkeypatch.setattr(models, "gemm_conv_transpose",
+                      lambda x, k: calls.append(x.shape) or gemm(x, k))
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 6, 5)), jnp.float32)
+  ref = nn.ConvTranspose(9, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
+  fast = models.PhaseConvTranspose(9, use_bias=True)
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  assert calls and all(max(shape[1:3]) == 8 for shape in calls)
 
 
 def test_generator_phase_equals_transpose_with_the_same_weights():
