@@ -16,8 +16,12 @@ NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
 DOWNSAMPLES = ("conv", "space_to_depth", "auto")
-# `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side.
-AUTO_GEMM_MAX_SIDE = 16
+# `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side,
+# and for inputs up to AUTO_GEMM_WIDE_MAX_SIDE whose kernels have at least
+# AUTO_GEMM_WIDE_MIN_WEIGHTS in x out weights per tap (pix2pix's 256 -> 512 and wider).
+AUTO_GEMM_MAX_SIDE = 8
+AUTO_GEMM_WIDE_MAX_SIDE = 16
+AUTO_GEMM_WIDE_MIN_WEIGHTS = 256 * 512
 
 # pix2pix initialisation: N(0, 0.02) kernels, zero biases.
 conv_init = nn.initializers.normal(0.02)
@@ -300,9 +304,9 @@ class Downsample(nn.Module):
   XLA:CPU: the strided convolution with its input gradient computed by
   `strided_conv_phase_grad` (XLA's own input gradient is an input-dilated convolution,
   20% slower at 128x128 and 7x slower on a 4x4 input), and one matrix product
-  (`im2col_conv`) on inputs whose sides are at most AUTO_GEMM_MAX_SIDE, where the
-  convolution library's kernel repacking costs more than the arithmetic
-  (docs/performance.md). Odd sides always take the plain strided convolution.
+  (`im2col_conv`) on small inputs (sides at most AUTO_GEMM_MAX_SIDE, or
+  AUTO_GEMM_WIDE_MAX_SIDE for wide kernels), where the convolution library's kernel
+  repacking costs more than the arithmetic (docs/performance.md, rows 28 and 33). Odd sides always take the plain strided convolution.
   """
   features: int
   kind: str = "conv"
@@ -321,7 +325,9 @@ class Downsample(nn.Module):
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-    small = max(x.shape[1:3]) <= AUTO_GEMM_MAX_SIDE
+    side = max(x.shape[1:3])
+    small = side <= AUTO_GEMM_MAX_SIDE or (side <= AUTO_GEMM_WIDE_MAX_SIDE and
+                                           c * f >= AUTO_GEMM_WIDE_MIN_WEIGHTS)
     if even and self.kind == "space_to_depth":
       y = space_to_depth_conv(x, kernel)
     elif even and self.kind == "auto" and small:

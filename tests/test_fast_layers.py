@@ -82,6 +82,21 @@ def test_phase_upsampling_takes_matrix_products_for_wide_kernels(monkeypatch):
   assert calls and all(max(shape[1:3]) == 8 for shape in calls)
 
 
+def test_auto_downsampling_takes_one_matrix_product_for_wide_kernels(monkeypatch):
+  """Inputs of side <= AUTO_GEMM_WIDE_MAX_SIDE take `im2col_conv` when the kernel is wide
+  enough (here: any kernel), and compute the same as the strided nn.Conv."""
+  monkeypatch.setattr(models, "AUTO_GEMM_WIDE_MIN_WEIGHTS", 1)
+  calls = []
+  im2col = models.im2col_conv
+  monkeypatch.setattr(models, "im2col_conv", lambda x, k: calls.append(x.shape) or im2col(x, k))
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 12, 5)), jnp.float32)
+  ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
+  fast = models.Downsample(7, "auto", use_bias=True)
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  assert calls and all(max(shape[1:3]) == 16 for shape in calls)
+
+
 def test_generator_phase_equals_transpose_with_the_same_weights():
   kwargs = dict(features=4, max_features=16, depth=3, dropout=0.0)
   x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (2, 16, 24, 1)), jnp.float32)
