@@ -131,9 +131,9 @@ def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The 4x4/2 "SAME" transposed convolution of NHWC `x` by HWIO `kernel`, without input
   dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs,
   or matrix products on small inputs (side <= PHASE_GEMM_MAX_SIDE, or <=
-  PHASE_GEMM_WIDE_MAX_SIDE for the widest kernels: measured, docs/performance.md row 33,
-  where the four convolutions of a 1024 -> 512 layer on 8x8 inputs were 30% slower than
-  the products and 1024 -> 256 was 25% faster than them). On inputs of side >=
+  PHASE_GEMM_WIDE_MAX_SIDE for the widest kernels: on 8x8 inputs the products were 25%
+  faster than the four convolutions for 1024 -> 512 and 34% slower for 1024 -> 256;
+  docs/performance.md, row 33). On inputs of side >=
   PHASE_STRIDED_GRAD_MIN_SIDE, the gradients of the four-2x2 form come from
   `_phase_conv_transpose_grads`."""
   f = kernel.shape[-1]
@@ -306,7 +306,8 @@ class Downsample(nn.Module):
   20% slower at 128x128 and 7x slower on a 4x4 input), and one matrix product
   (`im2col_conv`) on small inputs (sides at most AUTO_GEMM_MAX_SIDE, or
   AUTO_GEMM_WIDE_MAX_SIDE for wide kernels), where the convolution library's kernel
-  repacking costs more than the arithmetic (docs/performance.md, rows 28 and 33). Odd sides always take the plain strided convolution.
+  repacking costs more than the arithmetic (docs/performance.md, rows 28 and 33). Odd
+  sides always take the plain strided convolution.
   """
   features: int
   kind: str = "conv"
