@@ -95,6 +95,16 @@ def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, 2 * h, 2 * w, f)
 
 
+def _small_enough_for_products(x: jax.Array, features: int, max_side: int,
+                               wide_max_side: int, wide_min_weights: int) -> bool:
+  """Whether a 4x4/2 layer on `x` is cheaper as matrix products than as a convolution:
+  inputs of side <= max_side, or <= wide_max_side when in x out channels reach
+  wide_min_weights (measured, docs/performance.md rows 28 and 33)."""
+  side = max(x.shape[1:3])
+  return side <= max_side or (side <= wide_max_side and
+                              x.shape[-1] * features >= wide_min_weights)
+
+
 def gemm_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`PhaseConvTranspose`'s function as 16 matrix products, one per kernel tap, for small
   inputs, where the convolution library spends its time repacking kernels.
@@ -139,9 +149,8 @@ def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   f = kernel.shape[-1]
   if f <= PHASE_FUSED_MAX_FEATURES:
     return phase_conv_transpose_3x3(x, kernel)
-  side = max(x.shape[1:3])
-  if side <= PHASE_GEMM_MAX_SIDE or (side <= PHASE_GEMM_WIDE_MAX_SIDE and
-                                     x.shape[-1] * f >= PHASE_GEMM_WIDE_MIN_WEIGHTS):
+  if _small_enough_for_products(x, f, PHASE_GEMM_MAX_SIDE, PHASE_GEMM_WIDE_MAX_SIDE,
+                                PHASE_GEMM_WIDE_MIN_WEIGHTS):
     return gemm_conv_transpose(x, kernel)
   if min(x.shape[1:3]) >= PHASE_STRIDED_GRAD_MIN_SIDE:
     return _phase_conv_transpose_strided_grads(x, kernel)
@@ -326,9 +335,8 @@ class Downsample(nn.Module):
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-    side = max(x.shape[1:3])
-    small = side <= AUTO_GEMM_MAX_SIDE or (side <= AUTO_GEMM_WIDE_MAX_SIDE and
-                                           c * f >= AUTO_GEMM_WIDE_MIN_WEIGHTS)
+    small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
+                                       AUTO_GEMM_WIDE_MIN_WEIGHTS)
     if even and self.kind == "space_to_depth":
       y = space_to_depth_conv(x, kernel)
     elif even and self.kind == "auto" and small:

@@ -66,14 +66,18 @@ def test_downsample_kinds_are_the_strided_conv(kind, shape):
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
 
 
+def _record_calls(monkeypatch, name):
+  """Replaces models.<name> by a wrapper that records each call's input shape."""
+  calls, fn = [], getattr(models, name)
+  monkeypatch.setattr(models, name, lambda x, k: calls.append(x.shape) or fn(x, k))
+  return calls
+
+
 def test_phase_upsampling_takes_matrix_products_for_wide_kernels(monkeypatch):
   """Inputs of side <= PHASE_GEMM_WIDE_MAX_SIDE take `gemm_conv_transpose` when the kernel
   is wide enough (here: any kernel), and compute the same as ConvTranspose."""
   monkeypatch.setattr(models, "PHASE_GEMM_WIDE_MIN_WEIGHTS", 1)
-  calls = []
-  gemm = models.gemm_conv_transpose
-  monkeypatch.setattr(models, "gemm_conv_transpose",
-                      lambda x, k: calls.append(x.shape) or gemm(x, k))
+  calls = _record_calls(monkeypatch, "gemm_conv_transpose")
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 6, 5)), jnp.float32)
   ref = nn.ConvTranspose(9, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
   fast = models.PhaseConvTranspose(9, use_bias=True)
@@ -86,9 +90,7 @@ def test_auto_downsampling_takes_one_matrix_product_for_wide_kernels(monkeypatch
   """Inputs of side <= AUTO_GEMM_WIDE_MAX_SIDE take `im2col_conv` when the kernel is wide
   enough (here: any kernel), and compute the same as the strided nn.Conv."""
   monkeypatch.setattr(models, "AUTO_GEMM_WIDE_MIN_WEIGHTS", 1)
-  calls = []
-  im2col = models.im2col_conv
-  monkeypatch.setattr(models, "im2col_conv", lambda x, k: calls.append(x.shape) or im2col(x, k))
+  calls = _record_calls(monkeypatch, "im2col_conv")
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 12, 5)), jnp.float32)
   ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
   fast = models.Downsample(7, "auto", use_bias=True)
