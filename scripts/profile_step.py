@@ -9,6 +9,11 @@ TensorFlow needed.
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:128 --steps 3
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:128 \
       --config.model.gen_upsample=transpose --top 25 --trace_dir /tmp/trace
+  .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:256 --one_core
+
+With --one_core (Linux), the same compiled step is traced again with every thread of the
+process pinned to one CPU, and each op family's time on all cores is set against its time
+on one: a family whose speedup stays near 1.0 leaves the other cores idle while it runs.
 """
 
 import collections
@@ -33,6 +38,8 @@ config_flags.DEFINE_config_file("config", None, "Configuration file.", lock_conf
 flags.DEFINE_integer("steps", 3, "Traced training steps (after compilation and warm-up).")
 flags.DEFINE_integer("top", 20, "Ops to list.")
 flags.DEFINE_string("trace_dir", "", "Keep the trace here (default: a temporary folder).")
+flags.DEFINE_bool("one_core", False, "Also trace with every thread pinned to one CPU and "
+                  "print each op family's speedup from one core to all (Linux).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -64,8 +71,8 @@ def hlo_ops(hlo_text: str) -> dict[str, str]:
   return ops
 
 
-def summarise(trace_file: str, steps: int, step_s: float, top: int,
-              ops: dict[str, str]) -> None:
+def op_times(trace_file: str) -> tuple[dict[str, float], collections.Counter]:
+  """XLA op name -> seconds summed over the trace, and how often each ran."""
   with gzip.open(trace_file, "rt") as f:
     trace = json.load(f)
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
@@ -81,6 +88,16 @@ def summarise(trace_file: str, steps: int, step_s: float, top: int,
       continue
     by_name[name] += e["dur"] * 1e-6
     count[name] += 1
+  return by_name, count
+
+
+def family(name: str) -> str:
+  return re.sub(r"\.\d+$", "", name)
+
+
+def summarise(trace_file: str, steps: int, step_s: float, top: int,
+              ops: dict[str, str]) -> None:
+  by_name, count = op_times(trace_file)
   if not by_name:
     print("no XLA op events in the trace")
     return
@@ -94,7 +111,7 @@ def summarise(trace_file: str, steps: int, step_s: float, top: int,
                      sorted(kinds.items(), key=lambda kv: -kv[1])})
   families = collections.defaultdict(float)
   for n, t in by_name.items():
-    families[re.sub(r"\.\d+$", "", n)] += t
+    families[family(n)] += t
   print("by op family (ms per step):", {k: round(v / steps * 1e3, 1) for k, v in sorted(
       families.items(), key=lambda kv: -kv[1])[:8]})
   # Weight-shaped results: rank-4 arrays whose two leading (spatial) dims are <= 4, i.e.
@@ -138,19 +155,50 @@ def main(argv):
   for _ in range(2):
     state, metrics = compiled(state, batch)
   jax.block_until_ready(metrics)
+  def traced_steps(trace_dir):
+    nonlocal state, metrics
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      t0 = time.perf_counter()
+      for _ in range(FLAGS.steps):
+        state, metrics = compiled(state, batch)
+      jax.block_until_ready(metrics)
+      step_s = (time.perf_counter() - t0) / FLAGS.steps
+    files = glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True)
+    return (sorted(files)[-1] if files else None), step_s
+
   trace_dir = FLAGS.trace_dir or tempfile.mkdtemp(prefix="mangacolor_trace_")
-  with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-    t0 = time.perf_counter()
-    for _ in range(FLAGS.steps):
-      state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-    step_s = (time.perf_counter() - t0) / FLAGS.steps
-  files = glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True)
+  trace_file, step_s = traced_steps(trace_dir)
   print(f"trace: {trace_dir}")
-  if files:
-    summarise(sorted(files)[-1], FLAGS.steps, step_s, FLAGS.top, hlo_ops(compiled.as_text()))
-  else:
+  if not trace_file:
     print("no perfetto trace written")
+    return
+  summarise(trace_file, FLAGS.steps, step_s, FLAGS.top, hlo_ops(compiled.as_text()))
+  if FLAGS.one_core:
+    compare_one_core(trace_file, step_s, traced_steps)
+
+
+def compare_one_core(trace_file: str, step_s: float, traced_steps) -> None:
+  """Traces the same compiled step with every thread pinned to one CPU; prints speedups."""
+  if not hasattr(os, "sched_setaffinity"):
+    raise SystemExit("--one_core needs Linux (os.sched_setaffinity)")
+  cpus = sorted(os.sched_getaffinity(0))
+  for tid in os.listdir("/proc/self/task"):  # every thread, XLA's pool included
+    os.sched_setaffinity(int(tid), {cpus[-1]})
+  one_file, one_s = traced_steps(tempfile.mkdtemp(prefix="mangacolor_trace_1core_"))
+  for tid in os.listdir("/proc/self/task"):
+    os.sched_setaffinity(int(tid), set(cpus))
+  many, _ = op_times(trace_file)
+  one, _ = op_times(one_file)
+  print(f"\none core against {len(cpus)}: step {one_s * 1e3:.1f} ms against "
+        f"{step_s * 1e3:.1f} ms, speedup {one_s / step_s:.2f}")
+  fams = collections.defaultdict(lambda: [0.0, 0.0])
+  for n in set(many) | set(one):
+    fams[family(n)][0] += many.get(n, 0.0)
+    fams[family(n)][1] += one.get(n, 0.0)
+  print(f"op family: ms per step on {len(cpus)} cores / on one core / speedup")
+  steps = FLAGS.steps
+  for f, (m, o) in sorted(fams.items(), key=lambda kv: -kv[1][1])[:FLAGS.top]:
+    print(f"  {f:34s} {m / steps * 1e3:9.1f} {o / steps * 1e3:9.1f} {o / max(m, 1e-12):6.2f}")
 
 
 if __name__ == "__main__":
