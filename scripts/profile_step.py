@@ -189,13 +189,13 @@ def compare_one_core(trace_file: str, step_s: float, traced_steps) -> None:
     os.sched_setaffinity(int(tid), set(cpus))
   many, _ = op_times(trace_file)
   one, _ = op_times(one_file)
-  print(f"\none core against {len(cpus)}: step {one_s * 1e3:.1f} ms against "
+  print(f"\none CPU against all {len(cpus)}: step {one_s * 1e3:.1f} ms against "
         f"{step_s * 1e3:.1f} ms, speedup {one_s / step_s:.2f}")
   fams = collections.defaultdict(lambda: [0.0, 0.0])
   for n in set(many) | set(one):
     fams[family(n)][0] += many.get(n, 0.0)
     fams[family(n)][1] += one.get(n, 0.0)
-  print(f"op family: ms per step on {len(cpus)} cores / on one core / speedup")
+  print("op family: ms per step on all CPUs / on one / speedup")
   steps = FLAGS.steps
   for f, (m, o) in sorted(fams.items(), key=lambda kv: -kv[1][1])[:FLAGS.top]:
     print(f"  {f:34s} {m / steps * 1e3:9.1f} {o / steps * 1e3:9.1f} {o / max(m, 1e-12):6.2f}")
