@@ -106,7 +106,7 @@ def summarise(trace_file: str, steps: int, step_s: float, top: int,
         f"(wall {step_s * 1e3:.1f} ms/step)")
   kinds = collections.defaultdict(float)
   for n, t in by_name.items():
-    kinds[kind_of(re.sub(r"[.\d]+$", "", n))] += t
+    kinds[kind_of(family(n))] += t
   print("by kind:", {k: f"{100 * v / total:.1f}%" for k, v in
                      sorted(kinds.items(), key=lambda kv: -kv[1])})
   families = collections.defaultdict(float)
@@ -174,10 +174,11 @@ def main(argv):
     return
   summarise(trace_file, FLAGS.steps, step_s, FLAGS.top, hlo_ops(compiled.as_text()))
   if FLAGS.one_core:
-    compare_one_core(trace_file, step_s, traced_steps)
+    compare_one_core(trace_file, step_s, traced_steps, FLAGS.steps, FLAGS.top)
 
 
-def compare_one_core(trace_file: str, step_s: float, traced_steps) -> None:
+def compare_one_core(trace_file: str, step_s: float, traced_steps, steps: int,
+                     top: int) -> None:
   """Traces the same compiled step with every thread pinned to one CPU; prints speedups."""
   if not hasattr(os, "sched_setaffinity"):
     raise SystemExit("--one_core needs Linux (os.sched_setaffinity)")
@@ -196,8 +197,7 @@ def compare_one_core(trace_file: str, step_s: float, traced_steps) -> None:
     fams[family(n)][0] += many.get(n, 0.0)
     fams[family(n)][1] += one.get(n, 0.0)
   print("op family: ms per step on all CPUs / on one / speedup")
-  steps = FLAGS.steps
-  for f, (m, o) in sorted(fams.items(), key=lambda kv: -kv[1][1])[:FLAGS.top]:
+  for f, (m, o) in sorted(fams.items(), key=lambda kv: -kv[1][1])[:top]:
     print(f"  {f:34s} {m / steps * 1e3:9.1f} {o / steps * 1e3:9.1f} {o / max(m, 1e-12):6.2f}")
 
 
