@@ -99,6 +99,23 @@ def test_auto_downsampling_takes_one_matrix_product_for_wide_kernels(monkeypatch
   assert calls and all(max(shape[1:3]) == 16 for shape in calls)
 
 
+def test_auto_downsampling_is_the_plain_strided_conv_off_the_cpu(monkeypatch):
+  """On a GPU/TPU backend `auto` takes neither CPU path (cuDNN's strided convolution is
+  faster there); on the CPU it takes them."""
+  products = _record_calls(monkeypatch, "im2col_conv")
+  phase_grads = _record_calls(monkeypatch, "strided_conv_phase_grad")
+  small = jnp.zeros((1, 4, 4, 3))
+  large = jnp.zeros((1, 32, 32, 3))
+  down = models.Downsample(5, "auto")
+  for x in (small, large):
+    down.init(jax.random.key(0), x)
+  assert [s[1] for s in products] == [4] and [s[1] for s in phase_grads] == [32]
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  for x in (small, large):
+    down.init(jax.random.key(0), x)
+  assert len(products) == 1 and len(phase_grads) == 1
+
+
 def test_generator_phase_equals_transpose_with_the_same_weights():
   kwargs = dict(features=4, max_features=16, depth=3, dropout=0.0)
   x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (2, 16, 24, 1)), jnp.float32)
