@@ -229,7 +229,8 @@ def main():
   p.add_argument("--part", default="all", choices=["all", "jax", "torch"])
   p.add_argument("--size", type=int, default=256)
   p.add_argument("--batches", default="16,64")
-  p.add_argument("--variants", default="native,phase")
+  p.add_argument("--variants", default="phase,native", help="the first at every dtype "
+                 "and batch, the others at the first dtype and the largest batch")
   p.add_argument("--dtypes", default="bfloat16,float32", help="in the order they run")
   p.add_argument("--min_s", type=float, default=1.5, help="seconds per timed measurement")
   p.add_argument("--budget_s", type=float, default=0, help="per part (0: 140 project, 100 peer)")
