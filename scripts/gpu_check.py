@@ -216,9 +216,9 @@ def table(rows, size):
     same = [r for r in rows if r.get("side") == "project" and "ips" in r
             and r["batch"] == qr["batch"]]
     if same and pr["batch"] != qr["batch"]:
-      si, sr = max(((r["ips"], r) for r in same), key=lambda t: t[0])
-      lines.append(f"at the peer's best batch ({qr['batch']}): project {si:.1f} img/s "
-                   f"({sr['variant']} {sr['dtype']}) = {si / qi:.2f}x")
+      sr = max(same, key=lambda r: r["ips"])
+      lines.append(f"at the peer's best batch ({qr['batch']}): project {sr['ips']:.1f} img/s "
+                   f"({sr['variant']} {sr['dtype']}) = {sr['ips'] / qi:.2f}x")
   lines.append("XLA GF/img: XLA's own cost analysis, which leaves out library calls "
                "(cuDNN convolutions on a GPU)")
   return "\n".join(lines)
