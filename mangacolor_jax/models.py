@@ -338,14 +338,14 @@ class Downsample(nn.Module):
     even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
     # Off the CPU, `auto` is the plain strided convolution: cuDNN runs it and its gradients
     # natively (5.9% faster per step than the CPU layers, docs/performance.md row 38).
-    auto = self.kind == "auto" and jax.default_backend() == "cpu"
+    cpu_auto = self.kind == "auto" and jax.default_backend() == "cpu"
     small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
                                        AUTO_GEMM_WIDE_MIN_WEIGHTS)
     if even and self.kind == "space_to_depth":
       y = space_to_depth_conv(x, kernel)
-    elif even and auto and small:
+    elif even and cpu_auto and small:
       y = im2col_conv(x, kernel)
-    elif even and auto:
+    elif even and cpu_auto:
       y = strided_conv_phase_grad(x, kernel)
     else:
       y = _strided_conv(x, kernel)
