@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
-UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
+UPSAMPLES = ("resize", "transpose", "subpixel", "phase", "phase_d2s")
 DOWNSAMPLES = ("conv", "space_to_depth", "auto")
 # `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side,
 # and for inputs up to AUTO_GEMM_WIDE_MAX_SIDE whose kernels have at least
@@ -184,6 +184,30 @@ _phase_conv_transpose_strided_grads.defvjp(_phase_conv_transpose_fwd,
                                            _phase_conv_transpose_grads)
 
 
+def phase_conv_transpose_d2s(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`PhaseConvTranspose`'s function as ONE 2x2 convolution to all four phases, then
+  depth-to-space.
+
+  With padding 1 on every side, output row i of a 2x2 convolution reads input rows i - 1
+  and i; phase a of output row m reads rows m - 1 + a and m + a, so it is row i = m + a
+  of the convolution through taps kernel[a::2]. The four phases' taps become the
+  (a, b, f) output channels of one kernel [2, 2, c, 4 f], and phase (a, b) is cropped
+  from rows a .. a + h - 1 and columns b .. b + w - 1. The same multiply-adds as the
+  four convolutions plus one output row and column, symmetric padding (no separate pad),
+  and 4x wider matrix products: the form that suits GPU convolution libraries. Under
+  XLA:CPU its backward pass takes a slow path (docs/performance.md, row 2)."""
+  b, h, w, c = x.shape
+  f = kernel.shape[-1]
+  taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
+  k = taps.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * f)  # [u, v, c, (a, b, f)]
+  y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = y.reshape(b, h + 1, w + 1, 2, 2, f)
+  rows = [jnp.stack([y[:, a:a + h, bb:bb + w, a, bb] for bb in (0, 1)], axis=3)
+          for a in (0, 1)]  # each [b, h, w, 2 (column phase), f]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
+
+
 def _phase_conv_transpose(x, kernel):
   b, h, w, c = x.shape
   f = kernel.shape[-1]
@@ -208,8 +232,8 @@ class PhaseConvTranspose(nn.Module):
   `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`, so either one's
   weights load into the other; but no input dilation, whose gradients XLA:CPU computes
   20-50x slower than a dense convolution's (docs/performance.md). One 2x2 convolution
-  giving all four phases at once, cropped, was as fast forward but 20-65x slower
-  backward.
+  giving all four phases at once, cropped (`one_conv=True`,
+  `phase_conv_transpose_d2s`), was as fast forward but 20-65x slower backward on the CPU.
 
   Narrow outputs (at most PHASE_FUSED_MAX_FEATURES channels, e.g. the generator's RGB
   layer) go through `phase_conv_transpose_3x3` instead: one 3x3 convolution to all four
@@ -220,6 +244,7 @@ class PhaseConvTranspose(nn.Module):
   use_bias: bool = False
   dtype: Any = jnp.float32
   kernel_init: Callable[..., Any] = conv_init
+  one_conv: bool = False  # `phase_conv_transpose_d2s` for every input (for GPUs)
 
   @nn.compact
   def __call__(self, x):
@@ -229,7 +254,8 @@ class PhaseConvTranspose(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = phase_conv_transpose(x, kernel)
+    y = phase_conv_transpose_d2s(x, kernel) if self.one_conv else \
+        phase_conv_transpose(x, kernel)
     if bias is not None:
       y = y + bias
     return y
@@ -361,7 +387,9 @@ class Upsample(nn.Module):
   convolutions and is much faster under XLA:CPU; `transpose` is pix2pix's 4x4/2
   ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space; `phase` is
   the same map as `transpose` with the same weights, computed without input dilation
-  (`PhaseConvTranspose`): pix2pix's layer at dense-convolution speed.
+  (`PhaseConvTranspose`): pix2pix's layer at dense-convolution speed; `phase_d2s` is the
+  same again as one 2x2 convolution to all four phases + depth-to-space
+  (`phase_conv_transpose_d2s`), a candidate for GPUs.
   """
   features: int
   kind: str = "resize"
@@ -376,9 +404,9 @@ class Upsample(nn.Module):
       return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
                               use_bias=self.use_bias, dtype=self.dtype,
                               kernel_init=conv_init, name="conv")(x)
-    if self.kind == "phase":
+    if self.kind in ("phase", "phase_d2s"):
       return PhaseConvTranspose(self.features, use_bias=self.use_bias, dtype=self.dtype,
-                                name="conv")(x)
+                                one_conv=self.kind == "phase_d2s", name="conv")(x)
     b, h, w, c = x.shape
     if self.kind == "resize":
       x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
