@@ -235,7 +235,9 @@ def main():
   p.add_argument("--part", default="all", choices=["all", "jax", "torch"])
   p.add_argument("--size", type=int, default=256)
   p.add_argument("--batches", default="16,64")
-  p.add_argument("--variants", default="phase,phase_d2s,native", help="all at the first "
+  # `native` lost to `phase` by 1.45x on an H200 (docs/performance.md row 38): left out of
+  # the default list so that the full grid and the new candidate fit the time budget.
+  p.add_argument("--variants", default="phase,phase_d2s", help="all at the first "
                  "dtype and the largest batch, then the first at every dtype and batch")
   p.add_argument("--dtypes", default="bfloat16,float32", help="in the order they run")
   p.add_argument("--min_s", type=float, default=1.5, help="seconds per timed measurement")
