@@ -232,10 +232,10 @@ def check_finite(train_batches: Sequence[dict], eval_batches: Sequence[dict], st
 
 
 def expected_init_std() -> float:
-  """Standard deviation of the project's kernel initializer (`models.conv_init`)."""
+  """Standard deviation of the project's kernel initializer (`fast_layers.conv_init`)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
-  return float(np.std(np.asarray(models.conv_init(jax.random.key(0), (64, 64, 16)))))
+  from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
+  return float(np.std(np.asarray(fast_layers.conv_init(jax.random.key(0), (64, 64, 16)))))
 
 
 def check_weights_init(state, expected_std: float | None = None) -> Result:

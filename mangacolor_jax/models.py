@@ -12,19 +12,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mangacolor_jax import fast_layers
+
 NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 UPSAMPLES = ("resize", "transpose", "subpixel", "phase", "phase_d2s")
-DOWNSAMPLES = ("conv", "space_to_depth", "auto")
-# `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side,
-# and for inputs up to AUTO_GEMM_WIDE_MAX_SIDE whose kernels have at least
-# AUTO_GEMM_WIDE_MIN_WEIGHTS in x out weights per tap (pix2pix's 256 -> 512 and wider).
-AUTO_GEMM_MAX_SIDE = 8
-AUTO_GEMM_WIDE_MAX_SIDE = 16
-AUTO_GEMM_WIDE_MIN_WEIGHTS = 256 * 512
-
-# pix2pix initialisation: N(0, 0.02) kernels, zero biases.
-conv_init = nn.initializers.normal(0.02)
 
 
 def make_norm(kind: str, train: bool, dtype: Any) -> Callable[..., nn.Module]:
@@ -58,328 +50,6 @@ class Activation(nn.Module):
     raise ValueError(f"unknown activation {self.kind!r}; choose one of {ACTIVATIONS}")
 
 
-# PhaseConvTranspose: outputs this narrow use one 3x3 convolution for all four phases.
-PHASE_FUSED_MAX_FEATURES = 8
-# PhaseConvTranspose: inputs at least this big get their gradients through a strided conv.
-PHASE_STRIDED_GRAD_MIN_SIDE = 16
-# PhaseConvTranspose: inputs at most this big are matrix products (`gemm_conv_transpose`),
-# and so are inputs up to PHASE_GEMM_WIDE_MAX_SIDE whose kernels have at least
-# PHASE_GEMM_WIDE_MIN_WEIGHTS taps' worth of in x out weights (pix2pix's 1024 -> 512).
-PHASE_GEMM_MAX_SIDE = 4
-PHASE_GEMM_WIDE_MAX_SIDE = 8
-PHASE_GEMM_WIDE_MIN_WEIGHTS = 1024 * 512
-
-
-def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`PhaseConvTranspose`'s function as one 3x3 convolution (padding 1) to 4 x features.
-
-  Output phase (a, b) reads input rows m - 1 + a + u (u = 0, 1) through kernel[2u + a]:
-  in the 3x3 window centred on m (r = 0, 1, 2 for rows m - 1, m, m + 1) that is row
-  r = a + u with tap kernel[2r - a]; the other window rows get zeros. The 4 phases become
-  channels (a, b, f) of one convolution, then are interleaved into the 2x larger output.
-  """
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  zeros = jnp.zeros((c, f), kernel.dtype)
-
-  def tap(r, s, a, bb):
-    ok = 0 <= r - a <= 1 and 0 <= s - bb <= 1
-    return kernel[2 * r - a, 2 * s - bb] if ok else zeros
-
-  k3 = jnp.stack([jnp.stack([
-      jnp.stack([tap(r, s, a, bb) for a in (0, 1) for bb in (0, 1)], axis=1).reshape(c, 4 * f)
-      for s in range(3)]) for r in range(3)])  # [3, 3, c, (a, b, f)]
-  y = jax.lax.conv_general_dilated(x, k3, (1, 1), ((1, 1), (1, 1)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  y = y.reshape(b, h, w, 2, 2, f).transpose(0, 1, 3, 2, 4, 5)
-  return y.reshape(b, 2 * h, 2 * w, f)
-
-
-def _small_enough_for_products(x: jax.Array, features: int, max_side: int,
-                               wide_max_side: int, wide_min_weights: int) -> bool:
-  """Whether a 4x4/2 layer on `x` is cheaper as matrix products than as a convolution:
-  inputs of side <= max_side, or <= wide_max_side when in x out channels reach
-  wide_min_weights (measured, docs/performance.md rows 28 and 33)."""
-  side = max(x.shape[1:3])
-  return side <= max_side or (side <= wide_max_side and
-                              x.shape[-1] * features >= wide_min_weights)
-
-
-def gemm_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`PhaseConvTranspose`'s function as 16 matrix products, one per kernel tap, for small
-  inputs, where the convolution library spends its time repacking kernels.
-
-  Tap (t, u) of input pixel (h, w) lands on row 2h + 2 - t and column 2w + 2 - u of the
-  output (the 4x4/2 "SAME" transposed convolution), so every tap is a [pixels, c] x [c, f]
-  product, all 16 run as one batched product reading the kernel in its own layout (no
-  copy), and the results are added where they land, phase by phase (col2im). Same
-  multiply-adds as the four 2x2 convolutions.
-  """
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  pixels = jnp.broadcast_to(x.reshape(1, b * h * w, c), (16, b * h * w, c))
-  z = jax.lax.dot_general(pixels, kernel.reshape(16, c, f), (((2,), (1,)), ((0,), (0,))))
-  z = z.reshape(4, 4, b, h, w, f)
-  # In the output padded by one row and column on each side, tap t of pixel h lands on row
-  # 2h + 3 - t = 2(h + p) + q with 3 - t = 2p + q: block row h + p, phase q.
-  rows = []
-  for q in (0, 1):
-    cols = []
-    for r in (0, 1):
-      acc = 0
-      for p in (0, 1):
-        for s in (0, 1):
-          tap = z[3 - 2 * p - q, 3 - 2 * s - r]
-          acc = acc + jnp.pad(tap, ((0, 0), (p, 1 - p), (s, 1 - s), (0, 0)))
-      cols.append(acc)  # [b, h + 1, w + 1, f]: phase (q, r) of the padded output
-    rows.append(jnp.stack(cols, axis=3))
-  padded = jnp.stack(rows, axis=2).reshape(b, 2 * h + 2, 2 * w + 2, f)
-  return padded[:, 1:-1, 1:-1, :]
-
-
-def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The 4x4/2 "SAME" transposed convolution of NHWC `x` by HWIO `kernel`, without input
-  dilation (`PhaseConvTranspose`): four 2x2 convolutions, or one 3x3 for narrow outputs,
-  or matrix products on small inputs (side <= PHASE_GEMM_MAX_SIDE, or <=
-  PHASE_GEMM_WIDE_MAX_SIDE for the widest kernels: on 8x8 inputs the products were 25%
-  faster than the four convolutions for 1024 -> 512 and 34% slower for 1024 -> 256;
-  docs/performance.md, row 33). On inputs of side >=
-  PHASE_STRIDED_GRAD_MIN_SIDE, the gradients of the four-2x2 form come from
-  `_phase_conv_transpose_grads`."""
-  f = kernel.shape[-1]
-  if f <= PHASE_FUSED_MAX_FEATURES:
-    return phase_conv_transpose_3x3(x, kernel)
-  if _small_enough_for_products(x, f, PHASE_GEMM_MAX_SIDE, PHASE_GEMM_WIDE_MAX_SIDE,
-                                PHASE_GEMM_WIDE_MIN_WEIGHTS):
-    return gemm_conv_transpose(x, kernel)
-  if min(x.shape[1:3]) >= PHASE_STRIDED_GRAD_MIN_SIDE:
-    return _phase_conv_transpose_strided_grads(x, kernel)
-  return _phase_conv_transpose(x, kernel)
-
-
-@jax.custom_vjp
-def _phase_conv_transpose_strided_grads(x, kernel):
-  return _phase_conv_transpose(x, kernel)
-
-
-def _phase_conv_transpose_grads(res, g):
-  """Gradients of y = phase_conv_transpose(x, k) through the strided convolution S_K that
-  it is the transpose of (K = k flipped, in and out channels swapped; see
-  `strided_conv_phase_grad`): y = S_K^T x, so dx = S_K g, and dK is S_K's kernel
-  gradient for input g and cotangent x. XLA:CPU runs these two ops 17-25% faster than
-  the four phases' own gradients on inputs of side >= 16 (docs/performance.md), and no
-  faster below."""
-  x, kernel = res
-  flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
-  dx, kernel_vjp = jax.vjp(lambda k: _strided_conv(g, k), flipped)
-  (d_flipped,) = kernel_vjp(x)
-  return dx.astype(x.dtype), jnp.flip(d_flipped, (0, 1)).swapaxes(2, 3)
-
-
-def _phase_conv_transpose_fwd(x, kernel):
-  return _phase_conv_transpose(x, kernel), (x, kernel)
-
-
-_phase_conv_transpose_strided_grads.defvjp(_phase_conv_transpose_fwd,
-                                           _phase_conv_transpose_grads)
-
-
-def phase_conv_transpose_d2s(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`PhaseConvTranspose`'s function as ONE 2x2 convolution to all four phases, then
-  depth-to-space.
-
-  With padding 1 on every side, output row i of a 2x2 convolution reads input rows i - 1
-  and i; phase a of output row m reads rows m - 1 + a and m + a, so it is row i = m + a
-  of the convolution through taps kernel[a::2]. The four phases' taps become the
-  (a, b, f) output channels of one kernel [2, 2, c, 4 f], and phase (a, b) is cropped
-  from rows a .. a + h - 1 and columns b .. b + w - 1. The same multiply-adds as the
-  four convolutions plus one output row and column, symmetric padding (no separate pad),
-  and 4x wider matrix products: the form that suits GPU convolution libraries. Under
-  XLA:CPU its backward pass takes a slow path (docs/performance.md, row 2)."""
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
-  k = taps.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * f)  # [u, v, c, (a, b, f)]
-  y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  y = y.reshape(b, h + 1, w + 1, 2, 2, f)
-  rows = [jnp.stack([y[:, a:a + h, bb:bb + w, a, bb] for bb in (0, 1)], axis=3)
-          for a in (0, 1)]  # each [b, h, w, 2 (column phase), f]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
-
-
-def _phase_conv_transpose(x, kernel):
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
-  rows = []
-  for a in (0, 1):
-    phases = [jax.lax.conv_general_dilated(
-        x, taps[:, a, :, bb], (1, 1), ((1 - a, a), (1 - bb, bb)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC")) for bb in (0, 1)]
-    rows.append(jnp.stack(phases, axis=3))  # [b, h, w, 2 (column phase), f]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
-
-
-class PhaseConvTranspose(nn.Module):
-  """pix2pix's 4x4/2 "SAME" ConvTranspose, computed as four dense stride-1 convolutions.
-
-  Output pixel (2m + a, 2n + b) of the transposed convolution sees only the 2x2 input
-  window starting at (m - 1 + a, n - 1 + b), through the taps kernel[a::2, b::2]; so each
-  of the four output phases (a, b) is a 2x2 convolution of the input (padded by 1 - a, a
-  rows and 1 - b, b columns), and the phases are interleaved. Same function, same
-  multiply-adds, same parameters (`kernel` [4, 4, c_in, features], `bias`) as
-  `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`, so either one's
-  weights load into the other; but no input dilation, whose gradients XLA:CPU computes
-  20-50x slower than a dense convolution's (docs/performance.md). One 2x2 convolution
-  giving all four phases at once, cropped (`one_conv=True`,
-  `phase_conv_transpose_d2s`), was as fast forward but 20-65x slower backward on the CPU.
-
-  Narrow outputs (at most PHASE_FUSED_MAX_FEATURES channels, e.g. the generator's RGB
-  layer) go through `phase_conv_transpose_3x3` instead: one 3x3 convolution to all four
-  phases. It does 9/4 of the multiply-adds, but a 3-channel convolution leaves XLA:CPU's
-  convolution library mostly idle, and 12 channels run 2.4x faster (fwd + bwd, 256x256).
-  """
-  features: int
-  use_bias: bool = False
-  dtype: Any = jnp.float32
-  kernel_init: Callable[..., Any] = conv_init
-  one_conv: bool = False  # `phase_conv_transpose_d2s` for every input (for GPUs)
-
-  @nn.compact
-  def __call__(self, x):
-    b, h, w, c = x.shape
-    f = self.features
-    kernel = self.param("kernel", self.kernel_init, (4, 4, c, f), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
-        else None
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = phase_conv_transpose_d2s(x, kernel) if self.one_conv else \
-        phase_conv_transpose(x, kernel)
-    if bias is not None:
-      y = y + bias
-    return y
-
-
-def space_to_depth_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """4x4 stride-2 convolution with padding 1 of NHWC `x` (even sides), HWIO `kernel`.
-
-  With the input padded by 1, block k of its 2x2 space-to-depth holds input rows 2k - 1
-  and 2k, so output row o = sum_t x[2o - 1 + t] kernel[t] (t = 0..3) is a 2x2 stride-1
-  VALID convolution of the blocks o, o + 1 with taps kernel[2u + r] (block u, row r in the
-  block): the same function and multiply-adds as the strided convolution, but its
-  gradients are dense convolutions too.
-  """
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  hb, wb = h // 2 + 1, w // 2 + 1
-  x = x.reshape(b, hb, 2, wb, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hb, wb, 4 * c)
-  # kernel[2u + r, 2v + s] -> [u, v, (r, s, c), f], matching the blocks' channel order.
-  k = kernel.reshape(2, 2, 2, 2, c, f).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c, f)
-  return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def im2col_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """4x4 stride-2 convolution with padding 1 of NHWC `x` (even sides) as one matrix
-  product, for small inputs, where the convolution library spends its time repacking
-  kernels: the 16 strided views of the padded input, side by side ([pixels, 16 c]), times
-  the kernel read as a [16 c, f] matrix, which is its own layout (no copy). Its gradients
-  are matrix products too. Same function and multiply-adds as the strided convolution.
-  """
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  ho, wo = h // 2, w // 2
-  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  cols = jnp.stack([x[:, i:i + 2 * ho:2, j:j + 2 * wo:2, :]
-                    for i in range(4) for j in range(4)], axis=3)  # [b, ho, wo, (i, j), c]
-  y = cols.reshape(b * ho * wo, 16 * c) @ kernel.reshape(16 * c, f)
-  return y.reshape(b, ho, wo, f)
-
-
-def _strided_conv(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-@jax.custom_vjp
-def strided_conv_phase_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """4x4 stride-2 convolution with padding 1 (even sides) whose input gradient is computed
-  as `phase_conv_transpose` rather than XLA's input-dilated convolution.
-
-  With y[o] = sum_t x[2o - 1 + t] k[t], the gradient is dx[2m] = g[m - 1] k[3] + g[m] k[1]
-  and dx[2m + 1] = g[m] k[2] + g[m + 1] k[0]: the 4x4/2 "SAME" transposed convolution of g
-  by the spatially flipped kernel with input and output channels swapped. The kernel
-  gradient is XLA's own.
-  """
-  return _strided_conv(x, kernel)
-
-
-def _strided_conv_fwd(x, kernel):
-  return _strided_conv(x, kernel), (x, kernel)
-
-
-def _strided_conv_bwd(res, g):
-  x, kernel = res
-  dx = phase_conv_transpose(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-  _, kernel_vjp = jax.vjp(lambda k: _strided_conv(x, k), kernel)
-  return dx.astype(x.dtype), kernel_vjp(g)[0]
-
-
-strided_conv_phase_grad.defvjp(_strided_conv_fwd, _strided_conv_bwd)
-
-
-class Downsample(nn.Module):
-  """pix2pix's 4x4 stride-2 convolution with padding 1, computed one of three ways.
-
-  `conv` is a strided convolution (nn.Conv's); `space_to_depth` is `space_to_depth_conv`
-  (the same function); parameters are nn.Conv's either way (`kernel` [4, 4, c_in,
-  features], `bias`), so checkpoints load across kinds. `auto` is `conv` off the CPU
-  (the fastest on an H200 GPU; TPUs not measured), and on the CPU the fastest under
-  XLA:CPU: the strided convolution with its input gradient computed by
-  `strided_conv_phase_grad` (XLA's own input gradient is an input-dilated convolution,
-  20% slower at 128x128 and 7x slower on a 4x4 input), and one matrix product
-  (`im2col_conv`) on small inputs (sides at most AUTO_GEMM_MAX_SIDE, or
-  AUTO_GEMM_WIDE_MAX_SIDE for wide kernels), where the convolution library's kernel
-  repacking costs more than the arithmetic (docs/performance.md, rows 28 and 33). Odd
-  sides always take the plain strided convolution.
-  """
-  features: int
-  kind: str = "conv"
-  use_bias: bool = False
-  dtype: Any = jnp.float32
-  kernel_init: Callable[..., Any] = conv_init
-
-  @nn.compact
-  def __call__(self, x):
-    if self.kind not in DOWNSAMPLES:
-      raise ValueError(f"unknown downsample {self.kind!r}; choose one of {DOWNSAMPLES}")
-    c, f = x.shape[-1], self.features
-    # Named and shaped as nn.Conv's, so checkpoints of either kind load into the other.
-    kernel = self.param("kernel", self.kernel_init, (4, 4, c, f), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
-        else None
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-    # Off the CPU, `auto` is the plain strided convolution: cuDNN runs it and its gradients
-    # natively (5.9% faster per step than the CPU layers, docs/performance.md row 38).
-    cpu_auto = self.kind == "auto" and jax.default_backend() == "cpu"
-    small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
-                                       AUTO_GEMM_WIDE_MIN_WEIGHTS)
-    if even and self.kind == "space_to_depth":
-      y = space_to_depth_conv(x, kernel)
-    elif even and cpu_auto and small:
-      y = im2col_conv(x, kernel)
-    elif even and cpu_auto:
-      y = strided_conv_phase_grad(x, kernel)
-    else:
-      y = _strided_conv(x, kernel)
-    if bias is not None:
-      y = y + bias
-    return y
-
-
 class Upsample(nn.Module):
   """Doubles height and width and maps to `features` channels.
 
@@ -387,9 +57,9 @@ class Upsample(nn.Module):
   convolutions and is much faster under XLA:CPU; `transpose` is pix2pix's 4x4/2
   ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space; `phase` is
   the same map as `transpose` with the same weights, computed without input dilation
-  (`PhaseConvTranspose`): pix2pix's layer at dense-convolution speed; `phase_d2s` is the
-  same again as one 2x2 convolution to all four phases + depth-to-space
-  (`phase_conv_transpose_d2s`), a candidate for GPUs.
+  (`fast_layers.PhaseConvTranspose`): pix2pix's layer at dense-convolution speed;
+  `phase_d2s` is the same again as one 2x2 convolution to all four phases +
+  depth-to-space (`fast_layers.phase_conv_transpose_d2s`), a candidate for GPUs.
   """
   features: int
   kind: str = "resize"
@@ -399,14 +69,15 @@ class Upsample(nn.Module):
   @nn.compact
   def __call__(self, x):
     conv = functools.partial(nn.Conv, use_bias=self.use_bias, dtype=self.dtype,
-                             kernel_init=conv_init)
+                             kernel_init=fast_layers.conv_init)
     if self.kind == "transpose":
       return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
                               use_bias=self.use_bias, dtype=self.dtype,
-                              kernel_init=conv_init, name="conv")(x)
+                              kernel_init=fast_layers.conv_init, name="conv")(x)
     if self.kind in ("phase", "phase_d2s"):
-      return PhaseConvTranspose(self.features, use_bias=self.use_bias, dtype=self.dtype,
-                                one_conv=self.kind == "phase_d2s", name="conv")(x)
+      return fast_layers.PhaseConvTranspose(
+          self.features, use_bias=self.use_bias, dtype=self.dtype,
+          one_conv=self.kind == "phase_d2s", name="conv")(x)
     b, h, w, c = x.shape
     if self.kind == "resize":
       x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
@@ -435,10 +106,10 @@ class UNetGenerator(nn.Module):
     norm: batch | instance | layer | none.
     activation: relu | leaky_relu | prelu, used in the decoder (encoder: leaky ReLU, as
       pix2pix, unless activation is prelu).
-    upsample: resize | transpose | subpixel.
+    upsample: resize | transpose | subpixel | phase | phase_d2s (`Upsample`).
     dropout: decoder dropout rate on the innermost half of the levels (0 turns it off).
-    downsample: how the encoder's 4x4/2 convs are computed (`Downsample`): conv,
-      space_to_depth or auto; the same function and parameters either way.
+    downsample: how the encoder's 4x4/2 convs are computed (`fast_layers.Downsample`):
+      conv, space_to_depth or auto; the same function and parameters either way.
     dtype: computation dtype (parameters stay float32).
   """
   features: int = 32
@@ -455,7 +126,7 @@ class UNetGenerator(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = make_norm(self.norm, train, self.dtype)
-    conv = functools.partial(Downsample, kind=self.downsample, use_bias=False,
+    conv = functools.partial(fast_layers.Downsample, kind=self.downsample, use_bias=False,
                              dtype=self.dtype)
     widths = [min(self.features * 2**i, self.max_features) for i in range(self.depth)]
     enc_act = "prelu" if self.activation == "prelu" else "leaky_relu"
@@ -503,8 +174,8 @@ class PatchDiscriminator(nn.Module):
   def __call__(self, condition, image, *, train: bool):
     norm = make_norm(self.norm, train, self.dtype)
     conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=((1, 1), (1, 1)),
-                             dtype=self.dtype, kernel_init=conv_init)
-    down = functools.partial(Downsample, kind=self.downsample, dtype=self.dtype)
+                             dtype=self.dtype, kernel_init=fast_layers.conv_init)
+    down = functools.partial(fast_layers.Downsample, kind=self.downsample, dtype=self.dtype)
     x = jnp.concatenate([condition, image], axis=-1).astype(self.dtype)
     x = down(self.features, use_bias=True, name="conv0")(x)
     x = Activation(self.activation, name="act0")(x)

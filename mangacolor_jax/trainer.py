@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from mangacolor_jax import checkpointing
+from mangacolor_jax import fast_layers
 from mangacolor_jax import hints as hints_lib
 from mangacolor_jax import image_metrics
 from mangacolor_jax import losses
@@ -69,6 +70,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_choice(m.disc_norm, models.NORMS, "config.model.disc_norm")
   _check_choice(m.activation, models.ACTIVATIONS, "config.model.activation")
   _check_choice(m.gen_upsample, models.UPSAMPLES, "config.model.gen_upsample")
+  _check_choice(m.get("downsample", "conv"), fast_layers.DOWNSAMPLES, "config.model.downsample")
   _check_choice(config.loss.gan, losses.GANS, "config.loss.gan")
   _check_choice(config.loss.gradient_penalty, losses.PENALTIES,
                 "config.loss.gradient_penalty")

@@ -81,6 +81,7 @@ def run_jax(args):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, ".")
+  from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
 
   dtype = jnp.dtype(args.dtype)
@@ -96,7 +97,7 @@ def run_jax(args):
         variants.append((up, models.Upsample(c_out, up, dtype=dtype)))
     elif kind == "down":
       for down in args.downsample.split(","):
-        variants.append((down[:6], models.Downsample(c_out, down, dtype=dtype)))
+        variants.append((down[:6], fast_layers.Downsample(c_out, down, dtype=dtype)))
     else:
       variants.append(("conv", models.nn.Conv(c_out, (4, 4), padding=((1, 1), (1, 1)),
                                               dtype=dtype)))
@@ -152,7 +153,7 @@ def main():
   p.add_argument("--upsample", default="transpose,phase,resize,subpixel",
                  help="comma-separated models.Upsample kinds to time (JAX)")
   p.add_argument("--downsample", default="conv,auto,space_to_depth",
-                 help="models.Downsample kinds to time (JAX): conv, space_to_depth, auto")
+                 help="fast_layers.Downsample kinds to time (JAX): conv, space_to_depth, auto")
   args = p.parse_args()
   (run_jax if args.framework == "jax" else run_torch)(args)
 

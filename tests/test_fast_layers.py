@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from configs import pix2pix
+from mangacolor_jax import fast_layers
 from mangacolor_jax import models
 
 
@@ -33,8 +34,8 @@ def _assert_close(a, b, rtol=1e-5):
     assert float(jnp.max(jnp.abs(u - v))) <= rtol * 10 * scale
 
 
-@pytest.mark.parametrize("features", [models.PHASE_FUSED_MAX_FEATURES,  # one 3x3 conv
-                                      models.PHASE_FUSED_MAX_FEATURES + 1])  # four 2x2
+@pytest.mark.parametrize("features", [fast_layers.PHASE_FUSED_MAX_FEATURES,  # one 3x3 conv
+                                      fast_layers.PHASE_FUSED_MAX_FEATURES + 1])  # four 2x2
 # Four 2x2 convolutions (side 5), matrix products (sides <= 4), gradients through a
 # strided convolution (sides >= 16).
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3),
@@ -42,7 +43,7 @@ def _assert_close(a, b, rtol=1e-5):
 def test_phase_upsampling_is_conv_transpose(shape, features):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = models.PhaseConvTranspose(features, use_bias=True)
+  fast = fast_layers.PhaseConvTranspose(features, use_bias=True)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
       jax.tree_util.tree_map(jnp.shape, variables)
@@ -64,7 +65,7 @@ def test_one_conv_phase_upsampling_is_conv_transpose(shape):
                 _value_and_grads(models.Upsample(5, "transpose", use_bias=True), variables, x))
 
 
-@pytest.mark.parametrize("kind", models.DOWNSAMPLES)
+@pytest.mark.parametrize("kind", fast_layers.DOWNSAMPLES)
 # auto: the strided convolution with input gradients through the one-3x3 (3 channels)
 # and the four-2x2 path (12 channels) on sides > 16, one matrix product on sides <= 16;
 # odd sides (the plain strided convolution).
@@ -73,7 +74,7 @@ def test_one_conv_phase_upsampling_is_conv_transpose(shape):
 def test_downsample_kinds_are_the_strided_conv(kind, shape):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
-  fast = models.Downsample(7, kind, use_bias=True)
+  fast = fast_layers.Downsample(7, kind, use_bias=True)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
       jax.tree_util.tree_map(jnp.shape, variables)
@@ -81,20 +82,20 @@ def test_downsample_kinds_are_the_strided_conv(kind, shape):
 
 
 def _record_calls(monkeypatch, name):
-  """Replaces models.<name> by a wrapper that records each call's input shape."""
-  calls, fn = [], getattr(models, name)
-  monkeypatch.setattr(models, name, lambda x, k: calls.append(x.shape) or fn(x, k))
+  """Replaces fast_layers.<name> by a wrapper that records each call's input shape."""
+  calls, fn = [], getattr(fast_layers, name)
+  monkeypatch.setattr(fast_layers, name, lambda x, k: calls.append(x.shape) or fn(x, k))
   return calls
 
 
 def test_phase_upsampling_takes_matrix_products_for_wide_kernels(monkeypatch):
   """Inputs of side <= PHASE_GEMM_WIDE_MAX_SIDE take `gemm_conv_transpose` when the kernel
   is wide enough (here: any kernel), and compute the same as ConvTranspose."""
-  monkeypatch.setattr(models, "PHASE_GEMM_WIDE_MIN_WEIGHTS", 1)
+  monkeypatch.setattr(fast_layers, "PHASE_GEMM_WIDE_MIN_WEIGHTS", 1)
   calls = _record_calls(monkeypatch, "gemm_conv_transpose")
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 6, 5)), jnp.float32)
   ref = nn.ConvTranspose(9, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = models.PhaseConvTranspose(9, use_bias=True)
+  fast = fast_layers.PhaseConvTranspose(9, use_bias=True)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
   assert calls and all(max(shape[1:3]) == 8 for shape in calls)
@@ -103,11 +104,11 @@ def test_phase_upsampling_takes_matrix_products_for_wide_kernels(monkeypatch):
 def test_auto_downsampling_takes_one_matrix_product_for_wide_kernels(monkeypatch):
   """Inputs of side <= AUTO_GEMM_WIDE_MAX_SIDE take `im2col_conv` when the kernel is wide
   enough (here: any kernel), and compute the same as the strided nn.Conv."""
-  monkeypatch.setattr(models, "AUTO_GEMM_WIDE_MIN_WEIGHTS", 1)
+  monkeypatch.setattr(fast_layers, "AUTO_GEMM_WIDE_MIN_WEIGHTS", 1)
   calls = _record_calls(monkeypatch, "im2col_conv")
   x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 12, 5)), jnp.float32)
   ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
-  fast = models.Downsample(7, "auto", use_bias=True)
+  fast = fast_layers.Downsample(7, "auto", use_bias=True)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
   assert calls and all(max(shape[1:3]) == 16 for shape in calls)
@@ -120,7 +121,7 @@ def test_auto_downsampling_is_the_plain_strided_conv_off_the_cpu(monkeypatch):
   phase_grads = _record_calls(monkeypatch, "strided_conv_phase_grad")
   small = jnp.zeros((1, 4, 4, 3))
   large = jnp.zeros((1, 32, 32, 3))
-  down = models.Downsample(5, "auto")
+  down = fast_layers.Downsample(5, "auto")
   for x in (small, large):
     down.init(jax.random.key(0), x)
   assert [s[1] for s in products] == [4] and [s[1] for s in phase_grads] == [32]

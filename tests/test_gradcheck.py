@@ -16,6 +16,7 @@ from jax.test_util import check_grads
 
 from mangacolor_jax import image_metrics
 from mangacolor_jax import losses
+from mangacolor_jax import fast_layers
 from mangacolor_jax import models
 
 TOL = dict(atol=1e-5, rtol=1e-4)
@@ -121,10 +122,10 @@ def test_upsample_layers(kind, side, features):
 def test_phase_gradients_through_the_strided_conv(monkeypatch):
   """The phase layer's hand-written gradients (used on inputs of side >= 16), here on a
   small input."""
-  monkeypatch.setattr(models, "PHASE_STRIDED_GRAD_MIN_SIDE", 1)
-  monkeypatch.setattr(models, "PHASE_GEMM_MAX_SIDE", 0)
+  monkeypatch.setattr(fast_layers, "PHASE_STRIDED_GRAD_MIN_SIDE", 1)
+  monkeypatch.setattr(fast_layers, "PHASE_GEMM_MAX_SIDE", 0)
   with jax.enable_x64(True):
-    layer = models.PhaseConvTranspose(12, use_bias=True, dtype=jnp.float64)
+    layer = fast_layers.PhaseConvTranspose(12, use_bias=True, dtype=jnp.float64)
     x = jnp.asarray(smooth((1, 3, 4, 2)))
     params = as64(layer.init(jax.random.key(0), x)["params"])
     check_grads(lambda p, x: layer.apply({"params": p}, x), (params, x), order=1,
@@ -135,11 +136,11 @@ def test_phase_gradients_through_the_strided_conv(monkeypatch):
 # auto: the strided convolution with its custom input gradient (sides > 16) / one matrix
 # product (sides <= 16)
 @pytest.mark.parametrize("shape", [(1, 18, 20), (1, 6, 4), (1, 2, 2)])
-@pytest.mark.parametrize("kind", models.DOWNSAMPLES)
+@pytest.mark.parametrize("kind", fast_layers.DOWNSAMPLES)
 def test_downsample_layers(kind, shape, channels):
-  """`auto` has a hand-written input gradient (models.strided_conv_phase_grad)."""
+  """`auto` has a hand-written input gradient (fast_layers.strided_conv_phase_grad)."""
   with jax.enable_x64(True):
-    layer = models.Downsample(5, kind, use_bias=True, dtype=jnp.float64)
+    layer = fast_layers.Downsample(5, kind, use_bias=True, dtype=jnp.float64)
     x = jnp.asarray(smooth(shape + (channels,)))
     params = as64(layer.init(jax.random.key(0), x)["params"])
     assert layer.apply({"params": params}, x).shape == (1, shape[1] // 2, shape[2] // 2, 5)

@@ -169,6 +169,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_p
 
 @pytest.mark.parametrize("field, value, message", [
     ("model.norm", "group", "config.model.norm"),
+    ("model.downsample", "pool", "config.model.downsample"),
     ("batch_size", 12, "not divisible by the 8 devices"),
     ("data.image_size", 36, "multiple of 2\\*\\*config.model.gen_depth"),
     ("loss.gan", "wgan", "config.loss.gan"),
