@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# pix2pix initialisation: N(0, 0.02) kernels, zero biases (every convolution of the project).
+conv_init = nn.initializers.normal(0.02)
 
 DOWNSAMPLES = ("conv", "space_to_depth", "auto")
 # `auto` downsampling: one matrix product (`im2col_conv`) for inputs of at most this side,
@@ -33,10 +35,6 @@ DOWNSAMPLES = ("conv", "space_to_depth", "auto")
 AUTO_GEMM_MAX_SIDE = 8
 AUTO_GEMM_WIDE_MAX_SIDE = 16
 AUTO_GEMM_WIDE_MIN_WEIGHTS = 256 * 512
-
-# pix2pix initialisation: N(0, 0.02) kernels, zero biases.
-conv_init = nn.initializers.normal(0.02)
-
 
 # PhaseConvTranspose: outputs this narrow use one 3x3 convolution for all four phases.
 PHASE_FUSED_MAX_FEATURES = 8
