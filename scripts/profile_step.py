@@ -10,6 +10,12 @@ TensorFlow needed.
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:128 \
       --config.model.gen_upsample=transpose --top 25 --trace_dir /tmp/trace
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:256 --one_core
+  .venv/bin/python scripts/profile_step.py --summarise_trace trace.json.gz --steps 3 \
+      --step_ms 20.3        # a trace saved on another machine (e.g. a GPU run), no JAX
+
+On a GPU (or any "/device:" in the trace) it prints the accelerator's busy time per step
+and its kernels by kind instead (convolution forward / input / weight gradients, matrix
+products, reductions, concatenations, pads, copies, element-wise fusions).
 
 With --one_core (Linux), the same compiled step is traced again with every thread of the
 process pinned to one CPU, and each op family's time on all cores is set against its time
@@ -40,7 +46,9 @@ flags.DEFINE_integer("top", 20, "Ops to list.")
 flags.DEFINE_string("trace_dir", "", "Keep the trace here (default: a temporary folder).")
 flags.DEFINE_bool("one_core", False, "Also trace with every thread pinned to one CPU and "
                   "print each op family's speedup from one core to all (Linux).")
-flags.mark_flags_as_required(["config"])
+flags.DEFINE_string("summarise_trace", "", "Only summarise this saved perfetto_trace.json.gz "
+                    "(of --steps steps, e.g. from a GPU run) instead of running a step.")
+flags.DEFINE_float("step_ms", 0.0, "With --summarise_trace: the wall time per step, if known.")
 
 
 def kind_of(name: str) -> str:
@@ -95,15 +103,83 @@ def family(name: str) -> str:
   return re.sub(r"\.\d+$", "", name)
 
 
+# Accelerator kernels by what they do, first match wins: (family, kernel-name keys, hlo_op
+# prefixes). Kernels launched from a CUDA graph carry the graph's hlo_op
+# ("command_buffer_N"), so the kernel's own name decides first.
+KERNEL_FAMILIES = (
+    ("conv weight grad", ("wgrad",), ("cudnn-conv-bw-filter",)),
+    ("conv input grad", ("dgrad",), ("cudnn-conv-bw-input",)),
+    ("conv forward", ("fprop", "convolve"), ("cudnn-conv",)),
+    ("matmul", ("gemm", "cublas", "cutlass", "nvjet"), ("cublas", "gemm", "triton_gemm")),
+    ("reduce fusion", ("reduce",), ()),
+    ("concatenate", ("concatenate",), ()),
+    ("pad", ("pad",), ()),
+    ("transpose / copy", ("transpose", "copy", "memcpy"), ("copy",)),
+    ("memset", ("memset",), ()),
+    ("other fusion (element-wise)", ("fusion", "convert"), ()),
+)
+
+
+def kernel_family(name: str, hlo_op: str = "") -> str:
+  """What an accelerator kernel does, from its name and the HLO op that launched it."""
+  n, op = name.lower(), hlo_op.lower()
+  for fam, keys, ops in KERNEL_FAMILIES:
+    if any(k in n for k in keys) or any(op.startswith(o) for o in ops):
+      return fam
+  return "other"
+
+
+def device_kernels(trace: dict | list) -> list[tuple[float, float, str, str]]:
+  """(start us, duration us, kernel name, hlo_op) of every kernel on an accelerator
+  ("/device:..." processes of the trace, e.g. a GPU's streams)."""
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  devices = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") ==
+             "process_name" and str(e.get("args", {}).get("name", "")).startswith("/device:")}
+  return [(e["ts"], e["dur"], e.get("name", ""), e.get("args", {}).get("hlo_op", ""))
+          for e in events if e.get("ph") == "X" and e.get("pid") in devices and "dur" in e]
+
+
+def device_summary(kernels, steps: int) -> dict:
+  """Busy time (the union of kernel intervals) and time per kernel family, ms per step."""
+  busy, end = 0.0, float("-inf")
+  for start, dur, _, _ in sorted(kernels):
+    busy += max(0.0, start + dur - max(start, end))
+    end = max(end, start + dur)
+  families = collections.defaultdict(float)
+  for _, dur, name, op in kernels:
+    families[kernel_family(name, op)] += dur
+  return {"busy_ms": busy / steps / 1e3,
+          "families_ms": {f: t / steps / 1e3 for f, t in sorted(
+              families.items(), key=lambda kv: -kv[1])}}
+
+
+def print_device_summary(trace_file: str, steps: int, step_s: float) -> bool:
+  """Prints the accelerator's busy time and kernel families; False if none in the trace."""
+  with gzip.open(trace_file, "rt") as f:
+    kernels = device_kernels(json.load(f))
+  if not kernels:
+    return False
+  d = device_summary(kernels, steps)
+  kernel_sum = sum(d["families_ms"].values())
+  wall = f" of {step_s * 1e3:.2f} ms wall" if step_s else ""
+  print(f"\naccelerator busy {d['busy_ms']:.2f} ms per step{wall} "
+        f"({len(kernels) // steps} kernels per step); by kind of kernel:")
+  for fam, ms in d["families_ms"].items():
+    print(f"  {fam:30s} {ms:8.2f} ms  {100 * ms / kernel_sum:5.1f}%")
+  return True
+
+
 def summarise(trace_file: str, steps: int, step_s: float, top: int,
               ops: dict[str, str]) -> None:
+  if print_device_summary(trace_file, steps, step_s):
+    return  # on an accelerator the host-side events below are dispatch, not work
   by_name, count = op_times(trace_file)
   if not by_name:
     print("no XLA op events in the trace")
     return
   total = sum(by_name.values())
-  print(f"\nop time in trace: {total / steps * 1e3:.1f} ms/step summed over threads "
-        f"(wall {step_s * 1e3:.1f} ms/step)")
+  wall = f" (wall {step_s * 1e3:.1f} ms/step)" if step_s else ""
+  print(f"\nop time in trace: {total / steps * 1e3:.1f} ms/step summed over threads{wall}")
   kinds = collections.defaultdict(float)
   for n, t in by_name.items():
     kinds[kind_of(family(n))] += t
@@ -128,6 +204,11 @@ def summarise(trace_file: str, steps: int, step_s: float, top: int,
 
 def main(argv):
   del argv
+  if FLAGS.summarise_trace:
+    summarise(FLAGS.summarise_trace, FLAGS.steps, FLAGS.step_ms / 1e3, FLAGS.top, {})
+    return
+  if FLAGS.config is None:
+    raise app.UsageError("--config is required (or --summarise_trace)")
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
