@@ -2,9 +2,10 @@
 
 Each layer here has the parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [4, 4, c_in,
 features], bias) and computes the same function, so checkpoints load across kinds; only
-how the multiply-adds are arranged differs. XLA:CPU computes the gradients of strided and
-transposed convolutions 20-50x slower than those of dense ones, and small layers spend
-their time repacking kernels, so:
+how the multiply-adds are arranged differs. XLA:CPU computes input-dilated convolutions
+(a transposed convolution, and the input gradient of a strided one) up to 20-50x slower
+than dense ones, and on small inputs its convolutions spend their time repacking kernels,
+so:
 
 * `PhaseConvTranspose` (upsampling): the transposed convolution as four dense 2x2
   convolutions, one per output phase; one 3x3 convolution for narrow outputs; matrix
