@@ -79,11 +79,15 @@ def hlo_ops(hlo_text: str) -> dict[str, str]:
   return ops
 
 
-def op_times(trace_file: str) -> tuple[dict[str, float], collections.Counter]:
-  """XLA op name -> seconds summed over the trace, and how often each ran."""
+def trace_events(trace_file: str) -> list[dict]:
+  """The events of a Perfetto JSON trace (perfetto_trace.json.gz)."""
   with gzip.open(trace_file, "rt") as f:
     trace = json.load(f)
-  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  return trace["traceEvents"] if isinstance(trace, dict) else trace
+
+
+def op_times(events: list[dict]) -> tuple[dict[str, float], collections.Counter]:
+  """XLA op name -> seconds summed over the trace, and how often each ran."""
   by_name = collections.defaultdict(float)
   count = collections.Counter()
   for e in events:
@@ -129,10 +133,9 @@ def kernel_family(name: str, hlo_op: str = "") -> str:
   return "other"
 
 
-def device_kernels(trace: dict | list) -> list[tuple[float, float, str, str]]:
+def device_kernels(events: list[dict]) -> list[tuple[float, float, str, str]]:
   """(start us, duration us, kernel name, hlo_op) of every kernel on an accelerator
   ("/device:..." processes of the trace, e.g. a GPU's streams)."""
-  events = trace["traceEvents"] if isinstance(trace, dict) else trace
   devices = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") ==
              "process_name" and str(e.get("args", {}).get("name", "")).startswith("/device:")}
   return [(e["ts"], e["dur"], e.get("name", ""), e.get("args", {}).get("hlo_op", ""))
@@ -153,10 +156,9 @@ def device_summary(kernels, steps: int) -> dict:
               families.items(), key=lambda kv: -kv[1])}}
 
 
-def print_device_summary(trace_file: str, steps: int, step_s: float) -> bool:
+def print_device_summary(events: list[dict], steps: int, step_s: float) -> bool:
   """Prints the accelerator's busy time and kernel families; False if none in the trace."""
-  with gzip.open(trace_file, "rt") as f:
-    kernels = device_kernels(json.load(f))
+  kernels = device_kernels(events)
   if not kernels:
     return False
   d = device_summary(kernels, steps)
@@ -171,9 +173,10 @@ def print_device_summary(trace_file: str, steps: int, step_s: float) -> bool:
 
 def summarise(trace_file: str, steps: int, step_s: float, top: int,
               ops: dict[str, str]) -> None:
-  if print_device_summary(trace_file, steps, step_s):
+  events = trace_events(trace_file)
+  if print_device_summary(events, steps, step_s):
     return  # on an accelerator the host-side events below are dispatch, not work
-  by_name, count = op_times(trace_file)
+  by_name, count = op_times(events)
   if not by_name:
     print("no XLA op events in the trace")
     return
@@ -269,8 +272,8 @@ def compare_one_core(trace_file: str, step_s: float, traced_steps, steps: int,
   one_file, one_s = traced_steps(tempfile.mkdtemp(prefix="mangacolor_trace_1core_"))
   for tid in os.listdir("/proc/self/task"):
     os.sched_setaffinity(int(tid), set(cpus))
-  many, _ = op_times(trace_file)
-  one, _ = op_times(one_file)
+  many, _ = op_times(trace_events(trace_file))
+  one, _ = op_times(trace_events(one_file))
   print(f"\none CPU against all {len(cpus)}: step {one_s * 1e3:.1f} ms against "
         f"{step_s * 1e3:.1f} ms, speedup {one_s / step_s:.2f}")
   fams = collections.defaultdict(lambda: [0.0, 0.0])
