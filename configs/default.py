@@ -82,8 +82,8 @@ def get_config():
   # How the 4x4/2 convolutions are computed: conv | space_to_depth | auto, the same function
   # and parameters; auto is the fastest on a CPU (default step -5%, anime_faces -12%).
   config.model.downsample = "auto"
-  # resize (nearest + conv) | transpose | subpixel | phase | phase_d2s (both: transpose's
-  # function and weights without input dilation, models.Upsample)
+  # resize (nearest + conv) | transpose | subpixel | phase (transpose's function and
+  # weights without input dilation, models.Upsample)
   config.model.gen_upsample = "resize"
   config.model.disc_features = 32
   config.model.disc_layers = 3  # PatchGAN: 3 gives a 70x70 receptive field

@@ -10,7 +10,7 @@ so:
 * `PhaseConvTranspose` (upsampling): the transposed convolution as four dense 2x2
   convolutions, one per output phase; one 3x3 convolution for narrow outputs; matrix
   products for small inputs; gradients through the strided convolution it transposes on
-  large inputs. `phase_conv_transpose_d2s` is the one-convolution form for GPUs.
+  large inputs.
 * `Downsample` (the encoders' and the discriminator's strided convolutions): on the CPU
   (`auto`), a strided convolution whose input gradient is a `PhaseConvTranspose`, or one
   matrix product on small inputs; off the CPU, the plain strided convolution.
@@ -163,30 +163,6 @@ _phase_conv_transpose_strided_grads.defvjp(_phase_conv_transpose_fwd,
                                            _phase_conv_transpose_grads)
 
 
-def phase_conv_transpose_d2s(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """`PhaseConvTranspose`'s function as ONE 2x2 convolution to all four phases, then
-  depth-to-space.
-
-  With padding 1 on every side, output row i of a 2x2 convolution reads input rows i - 1
-  and i; phase a of output row m reads rows m - 1 + a and m + a, so it is row i = m + a
-  of the convolution through taps kernel[a::2]. The four phases' taps become the
-  (a, b, f) output channels of one kernel [2, 2, c, 4 f], and phase (a, b) is cropped
-  from rows a .. a + h - 1 and columns b .. b + w - 1. The same multiply-adds as the
-  four convolutions plus one output row and column, symmetric padding (no separate pad),
-  and 4x wider matrix products: the form that suits GPU convolution libraries. Under
-  XLA:CPU its backward pass takes a slow path (docs/performance.md, row 2)."""
-  b, h, w, c = x.shape
-  f = kernel.shape[-1]
-  taps = kernel.reshape(2, 2, 2, 2, c, f)  # [u, a, v, b]: kernel[2u + a, 2v + b]
-  k = taps.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * f)  # [u, v, c, (a, b, f)]
-  y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  y = y.reshape(b, h + 1, w + 1, 2, 2, f)
-  rows = [jnp.stack([y[:, a:a + h, bb:bb + w, a, bb] for bb in (0, 1)], axis=3)
-          for a in (0, 1)]  # each [b, h, w, 2 (column phase), f]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
-
-
 def _phase_conv_transpose(x, kernel):
   b, h, w, c = x.shape
   f = kernel.shape[-1]
@@ -211,8 +187,8 @@ class PhaseConvTranspose(nn.Module):
   `nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME")`, so either one's
   weights load into the other; but no input dilation, whose gradients XLA:CPU computes
   20-50x slower than a dense convolution's (docs/performance.md). One 2x2 convolution
-  giving all four phases at once, cropped (`one_conv=True`,
-  `phase_conv_transpose_d2s`), was as fast forward but 20-65x slower backward on the CPU.
+  giving all four phases at once, cropped, was slower on both the CPU (15.5x, its backward
+  pass) and an H200 (1.27x; docs/performance.md, row 40).
 
   Narrow outputs (at most PHASE_FUSED_MAX_FEATURES channels, e.g. the generator's RGB
   layer) go through `phase_conv_transpose_3x3` instead: one 3x3 convolution to all four
@@ -223,7 +199,6 @@ class PhaseConvTranspose(nn.Module):
   use_bias: bool = False
   dtype: Any = jnp.float32
   kernel_init: Callable[..., Any] = conv_init
-  one_conv: bool = False  # `phase_conv_transpose_d2s` for every input (for GPUs)
 
   @nn.compact
   def __call__(self, x):
@@ -233,8 +208,7 @@ class PhaseConvTranspose(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = phase_conv_transpose_d2s(x, kernel) if self.one_conv else \
-        phase_conv_transpose(x, kernel)
+    y = phase_conv_transpose(x, kernel)
     if bias is not None:
       y = y + bias
     return y

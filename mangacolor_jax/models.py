@@ -16,7 +16,7 @@ from mangacolor_jax import fast_layers
 
 NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
-UPSAMPLES = ("resize", "transpose", "subpixel", "phase", "phase_d2s")
+UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
 
 
 def make_norm(kind: str, train: bool, dtype: Any) -> Callable[..., nn.Module]:
@@ -57,9 +57,7 @@ class Upsample(nn.Module):
   convolutions and is much faster under XLA:CPU; `transpose` is pix2pix's 4x4/2
   ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space; `phase` is
   the same map as `transpose` with the same weights, computed without input dilation
-  (`fast_layers.PhaseConvTranspose`): pix2pix's layer at dense-convolution speed;
-  `phase_d2s` is the same again as one 2x2 convolution to all four phases +
-  depth-to-space (`fast_layers.phase_conv_transpose_d2s`), a candidate for GPUs.
+  (`fast_layers.PhaseConvTranspose`): pix2pix's layer at dense-convolution speed.
   """
   features: int
   kind: str = "resize"
@@ -74,10 +72,9 @@ class Upsample(nn.Module):
       return nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
                               use_bias=self.use_bias, dtype=self.dtype,
                               kernel_init=fast_layers.conv_init, name="conv")(x)
-    if self.kind in ("phase", "phase_d2s"):
+    if self.kind == "phase":
       return fast_layers.PhaseConvTranspose(
-          self.features, use_bias=self.use_bias, dtype=self.dtype,
-          one_conv=self.kind == "phase_d2s", name="conv")(x)
+          self.features, use_bias=self.use_bias, dtype=self.dtype, name="conv")(x)
     b, h, w, c = x.shape
     if self.kind == "resize":
       x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
@@ -106,7 +103,7 @@ class UNetGenerator(nn.Module):
     norm: batch | instance | layer | none.
     activation: relu | leaky_relu | prelu, used in the decoder (encoder: leaky ReLU, as
       pix2pix, unless activation is prelu).
-    upsample: resize | transpose | subpixel | phase | phase_d2s (`Upsample`).
+    upsample: resize | transpose | subpixel | phase (`Upsample`).
     dropout: decoder dropout rate on the innermost half of the levels (0 turns it off).
     downsample: how the encoder's 4x4/2 convs are computed (`fast_layers.Downsample`):
       conv, space_to_depth or auto; the same function and parameters either way.

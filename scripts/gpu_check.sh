@@ -11,7 +11,7 @@
 #   cp ../shared/bench/torch_pix2pix.py .gpu_pkgs/
 # Env: PEER (the peer's torch_pix2pix.py), OUT (where the JSON rows and the table go),
 # GPU_CHECK_ARGS (extra gpu_check.py flags), GPU_PROFILE (variants of gpu_check.py to
-# profile afterwards at bf16, batch 64, e.g. "phase phase_d2s": ~1 min each; each writes
+# profile afterwards at bf16, batch 64, e.g. "phase native": ~1 min each; each writes
 # $OUT/profile_VARIANT.txt, its kernels by kind, and its trace under $OUT/trace_VARIANT).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

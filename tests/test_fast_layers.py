@@ -51,20 +51,6 @@ def test_phase_upsampling_is_conv_transpose(shape, features):
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (1, 16, 18, 3)])
-def test_one_conv_phase_upsampling_is_conv_transpose(shape):
-  """`phase_d2s`: one 2x2 convolution to all four phases, then depth-to-space."""
-  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
-  ref = nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = models.Upsample(5, "phase_d2s", use_bias=True)
-  variables = _perturbed(ref.init(jax.random.key(0), x))
-  variables = {"params": {"conv": variables["params"]}}
-  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
-      jax.tree_util.tree_map(jnp.shape, variables)
-  _assert_close(_value_and_grads(fast, variables, x),
-                _value_and_grads(models.Upsample(5, "transpose", use_bias=True), variables, x))
-
-
 @pytest.mark.parametrize("kind", fast_layers.DOWNSAMPLES)
 # auto: the strided convolution with input gradients through the one-3x3 (3 channels)
 # and the four-2x2 path (12 channels) on sides > 16, one matrix product on sides <= 16;
