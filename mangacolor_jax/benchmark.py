@@ -5,7 +5,8 @@
 
 Prints one JSON line: steady-state training images/s (compilation excluded; the step is the
 real `train_step`, fed a fixed in-memory batch so only the model is timed) with the
-min/median/max of the per-step times and the process CPU time per step, inference images/s
+min/median/max of the per-step times, the process CPU time and minor page faults per step,
+the compiled step's temporary buffer and its final losses, inference images/s
 (generator forward), the input pipeline's images/s on the config's data source, compile
 seconds, peak host memory, device kind and count. Speed targets live here, never in tests.
 
@@ -58,11 +59,16 @@ class TrainBench:
     import functools  # pylint: disable=g-import-not-at-top
     import jax  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax import host_memory  # pylint: disable=g-import-not-at-top
     from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
     from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
 
     self._jax = jax
     self.config = config
+    # What the trainer does (host_memory): before JAX's CPU client exists.
+    reuse_step_memory = config.get("cpu_reuse_step_memory", True)
+    if reuse_step_memory:
+      host_memory.request_synchronous_cpu_dispatch()
     self.mesh = sharding.create_mesh()
     sharding.check_batch_size(config.batch_size, self.mesh)
     self.setup = trainer.Setup(config)
@@ -80,7 +86,9 @@ class TrainBench:
     t0 = time.perf_counter()
     self.compiled = step_fn.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t0
-    trainer.release_free_memory()  # XLA's compile-time heap: about 0.5 GB at 256x256
+    # XLA's compile-time heap (about 0.5 GB at 256x256) back to the OS, as in the trainer.
+    if not (reuse_step_memory and host_memory.keep_freed_memory()):
+      host_memory.release_free_memory()
     self.metrics = None
 
   def run(self, steps: int, per_step: bool = True) -> list[float]:
@@ -113,6 +121,11 @@ class TrainBench:
       raise FloatingPointError(f"non-finite losses {losses}")
     return losses
 
+  def temp_bytes(self) -> int:
+    """Bytes of the compiled step's temporary buffer (its intermediate values; 0 if unknown)."""
+    memory = self.compiled.memory_analysis()
+    return int(getattr(memory, "temp_size_in_bytes", 0) or 0)
+
   def flops_per_step(self) -> float:
     """XLA's count of floating-point operations of one compiled step (0 if unknown)."""
     cost = self.compiled.cost_analysis()
@@ -132,9 +145,11 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
   b = config.batch_size
   h, w = bench.setup.image_hw
   bench.run(warmup)
-  cpu0 = time.process_time()
+  cpu0, faults0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   step_s = bench.run(steps)
   cpu_s = time.process_time() - cpu0
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+  losses = bench.check_finite()
   train_s = sum(step_s)
   state, batch = bench.state, bench.batch
 
@@ -155,6 +170,11 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
       "train_step_ms": round(1000 * train_s / steps, 2),
       **step_stats(step_s),
       "train_cpu_ms_per_step": round(1000 * cpu_s / steps, 1),
+      # Pages the OS mapped afresh per step: near 0 when the step's scratch buffer is reused
+      # (config.cpu_reuse_step_memory), about temp_buffer_mb / 4 KiB when it is not.
+      "train_page_faults_per_step": round(faults / steps),
+      "temp_buffer_mb": round(bench.temp_bytes() / 2**20, 1),
+      "train_losses": losses,
       "inference_images_per_sec": round(b * steps / infer_s, 3),
       "compile_seconds": round(bench.compile_s, 2),
       "xla_gflop_per_step": round(bench.flops_per_step() / 1e9, 2),

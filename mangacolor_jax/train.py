@@ -12,7 +12,6 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -31,7 +30,8 @@ def main(argv):
 
   if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID"):
     jax.distributed.initialize()
-  logging.info("JAX process: %d / %d", jax.process_index(), jax.process_count())
+  # The trainer logs the process index and devices: asking JAX here would create its
+  # backends before the trainer has set them up (host_memory).
   trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

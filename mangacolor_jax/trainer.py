@@ -27,6 +27,7 @@ import optax
 from mangacolor_jax import checkpointing
 from mangacolor_jax import fast_layers
 from mangacolor_jax import hints as hints_lib
+from mangacolor_jax import host_memory
 from mangacolor_jax import image_metrics
 from mangacolor_jax import losses
 from mangacolor_jax import models
@@ -348,16 +349,6 @@ def all_finite(state: GANState) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def release_free_memory() -> None:
-  """Returns the heap that compilation freed to the OS (glibc), so that it does not count
-  in the training process's resident memory; a no-op elsewhere."""
-  try:
-    import ctypes  # pylint: disable=g-import-not-at-top
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-  except (OSError, AttributeError):
-    pass
-
-
 def git_commit() -> str:
   """The code version, recorded in checkpoints ("unknown" outside a git checkout)."""
   here = os.path.dirname(os.path.abspath(__file__))
@@ -456,6 +447,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   from clu import periodic_actions  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   validate_config(config)
+  reuse_step_memory = config.get("cpu_reuse_step_memory", True)
+  if reuse_step_memory:  # before JAX's CPU client exists (host_memory)
+    host_memory.request_synchronous_cpu_dispatch()
   mesh = sharding.create_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   logging.info("JAX process %d / %d, devices: %s", jax.process_index(),
@@ -593,8 +587,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       before = diagnostics.snapshot(state) if diagnose else None
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, metrics = p_train_step(state, batch)
-      if step == start_step + 1:
-        release_free_memory()  # the first step compiled: ~0.5 GB of heap at 256x256
+      if step == start_step + 1:  # compiled: return its heap (~0.5 GB at 256x256) to the OS
+        if not (reuse_step_memory and host_memory.keep_freed_memory()):
+          host_memory.release_free_memory()
       if diagnose:
         diagnostics.write(step, before, state, batch)
       train_metrics.append(metrics)
