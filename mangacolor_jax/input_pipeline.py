@@ -664,4 +664,9 @@ def create_eval_dataset(config,
   ds = ds.map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(per_process, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  return ds.with_options(_options())
+  options = _options()
+  # Without tf.data's autotuner (AUTOTUNE above then means one worker per core): with it,
+  # starting an evaluation pass stalled for ~16 s in about half of the passes at 256x256
+  # on 2 cores, for no faster input (docs/performance.md, row 49).
+  options.autotune.enabled = False
+  return ds.with_options(options)
