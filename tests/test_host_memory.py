@@ -40,11 +40,16 @@ def test_steps_reuse_their_scratch_buffer_and_compute_the_same():
   assert reused["train_losses"] == fresh["train_losses"]
 
 
-def test_train_command_sets_it_up_before_jax_starts(tmp_path):
-  out = subprocess.run(
-      [sys.executable, "-m", "mangacolor_jax.train", "--config", "configs/tiny.py",
-       "--workdir", str(tmp_path / "run"), "--config.num_train_steps=1",
-       "--config.eval_every_steps=1000", "--config.diagnostics_every_steps=0"],
-      cwd=REPO, env=ONE_DEVICE, capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("command", [
+    ["mangacolor_jax.train", "--config", "configs/tiny.py", "--workdir", "{workdir}",
+     "--config.num_train_steps=1", "--config.diagnostics_every_steps=0"],
+    ["mangacolor_jax.tune", "lr_range", "--config", "configs/tiny.py", "--workdir",
+     "{workdir}", "--steps", "6"],
+], ids=["train", "tune_lr_range"])
+def test_commands_set_it_up_before_jax_starts(command, tmp_path):
+  command = [arg.format(workdir=tmp_path / "run") for arg in command]
+  out = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=ONE_DEVICE,
+                       capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "each step's scratch buffer is reused" in out.stderr, out.stderr[-3000:]
+  assert "mapped afresh" not in out.stderr, out.stderr[-3000:]
