@@ -66,9 +66,7 @@ class TrainBench:
     self._jax = jax
     self.config = config
     # What the trainer does (host_memory): before JAX's CPU client exists.
-    reuse_step_memory = config.get("cpu_reuse_step_memory", True)
-    if reuse_step_memory:
-      host_memory.request_synchronous_cpu_dispatch()
+    reuse_step_memory = host_memory.prepare(config)
     self.mesh = sharding.create_mesh()
     sharding.check_batch_size(config.batch_size, self.mesh)
     self.setup = trainer.Setup(config)
@@ -87,8 +85,7 @@ class TrainBench:
     self.compiled = step_fn.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t0
     # XLA's compile-time heap (about 0.5 GB at 256x256) back to the OS, as in the trainer.
-    if not (reuse_step_memory and host_memory.keep_freed_memory()):
-      host_memory.release_free_memory()
+    host_memory.after_compiling(reuse_step_memory)
     self.metrics = None
 
   def run(self, steps: int, per_step: bool = True) -> list[float]:

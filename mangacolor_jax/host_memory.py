@@ -97,3 +97,17 @@ def keep_freed_memory() -> bool:
   logging.info("host memory: each step's scratch buffer is reused%s",
                "" if applied else " (mallopt refused: left as it was)")
   return applied
+
+
+def prepare(config) -> bool:
+  """Step 1 if `config.cpu_reuse_step_memory` (default True); returns that setting."""
+  reuse = bool(config.get("cpu_reuse_step_memory", True))
+  if reuse:
+    request_synchronous_cpu_dispatch()
+  return reuse
+
+
+def after_compiling(reuse: bool) -> None:
+  """Step 2 if `reuse`; in any case the compiler's freed heap goes back to the OS."""
+  if not (reuse and keep_freed_memory()):
+    release_free_memory()

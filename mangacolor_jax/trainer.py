@@ -447,9 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   from clu import periodic_actions  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   validate_config(config)
-  reuse_step_memory = config.get("cpu_reuse_step_memory", True)
-  if reuse_step_memory:  # before JAX's CPU client exists (host_memory)
-    host_memory.request_synchronous_cpu_dispatch()
+  reuse_step_memory = host_memory.prepare(config)  # before JAX's CPU client exists
   mesh = sharding.create_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   logging.info("JAX process %d / %d, devices: %s", jax.process_index(),
@@ -587,9 +585,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       before = diagnostics.snapshot(state) if diagnose else None
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, metrics = p_train_step(state, batch)
-      if step == start_step + 1:  # compiled: return its heap (~0.5 GB at 256x256) to the OS
-        if not (reuse_step_memory and host_memory.keep_freed_memory()):
-          host_memory.release_free_memory()
+      if step == start_step + 1:  # compiled: its heap (~0.5 GB at 256x256) back to the OS
+        host_memory.after_compiling(reuse_step_memory)
       if diagnose:
         diagnostics.write(step, before, state, batch)
       train_metrics.append(metrics)

@@ -242,9 +242,7 @@ def run_steps(config, g_lr_fn: Callable, d_lr_fn: Callable, steps: int, *,
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
 
   trainer.validate_config(config)
-  reuse_step_memory = config.get("cpu_reuse_step_memory", True)
-  if reuse_step_memory:  # as the trainer does (host_memory)
-    host_memory.request_synchronous_cpu_dispatch()
+  reuse_step_memory = host_memory.prepare(config)  # as the trainer does
   mesh = sharding.create_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   seed = trainer.resolve_seed(config, None) if seed is None else seed
@@ -270,8 +268,8 @@ def run_steps(config, g_lr_fn: Callable, d_lr_fn: Callable, steps: int, *,
   history, start = [], time.time()
   for i in range(steps):
     state, metrics = step_fn(state, sharding.place_batch(next(batches), mesh))
-    if i == 0 and reuse_step_memory:  # compiled (its freed heap is returned to the OS first)
-      host_memory.keep_freed_memory()
+    if i == 0:  # compiled
+      host_memory.after_compiling(reuse_step_memory)
     history.append({k: float(v) for k, v in jax.device_get(metrics).items()})
     if (i + 1) % 20 == 0:
       logging.info("step %d / %d (%.1f s)", i + 1, steps, time.time() - start)
@@ -293,8 +291,7 @@ def lr_range(config, workdir: str, lr_min: float = 1e-7, lr_max: float = 1.0,
   from mangacolor_jax import host_memory  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
 
-  if config.get("cpu_reuse_step_memory", True):  # before jax.process_index() starts JAX
-    host_memory.request_synchronous_cpu_dispatch()
+  host_memory.prepare(config)  # before jax.process_index() starts JAX
   os.makedirs(workdir, exist_ok=True)
   lrs = geometric_lrs(lr_min, lr_max, steps)
   seed = trainer.resolve_seed(config, None)
