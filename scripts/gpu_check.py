@@ -260,8 +260,9 @@ def main():
                                ("torch", args.torch_python, args.budget_s or 100)):
     cmd = [python, os.path.abspath(__file__), "--part", part, "--size", str(args.size),
            "--batches", args.batches, "--variants", args.variants, "--dtypes", args.dtypes,
-           "--min_s", str(args.min_s), "--warmup", str(args.warmup), "--budget_s", str(budget), "--peer", args.peer, "--out",
-           args.out] + (["--tiny"] if args.tiny else [])
+           "--min_s", str(args.min_s), "--warmup", str(args.warmup), "--budget_s",
+           str(budget), "--peer", args.peer, "--out", args.out] + (
+               ["--tiny"] if args.tiny else [])
     print(f"[{time.time() - t0:5.0f}s] {part} part (budget {budget:.0f} s)", flush=True)
     try:
       subprocess.run(cmd, timeout=budget + 40, check=False)
