@@ -20,11 +20,16 @@ Variants of the project timed (config overrides of configs/pix2pix.py):
   phase    configs/pix2pix.py as it is: phase upsampling (the same function as
            ConvTranspose) and auto downsampling (off the CPU, the strided Conv)
   phase_s2d  phase upsampling with space-to-depth downsampling
+  dgrad    `phase_dgrad` upsampling: the same map as cuDNN's backward-data convolution
+  fbn      `phase` with `fused_batch` normalisation (closed-form backward pass)
+  dgrad_fbn  both
+Each row records how the compiled step runs its convolutions (`convs`: cuDNN targets).
 """
 
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,7 +41,22 @@ VARIANTS = {
     "native": "model.gen_upsample=transpose,model.downsample=conv",
     "phase": "model.gen_upsample=phase,model.downsample=auto",
     "phase_s2d": "model.gen_upsample=phase,model.downsample=space_to_depth",
+    "dgrad": "model.gen_upsample=phase_dgrad,model.downsample=auto",
+    "fbn": "model.gen_upsample=phase,model.downsample=auto,model.norm=fused_batch,"
+           "model.disc_norm=fused_batch",
+    "dgrad_fbn": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
+                 "model.norm=fused_batch,model.disc_norm=fused_batch",
 }
+
+
+def conv_kinds(hlo_text: str) -> dict:
+  """How the compiled step runs its convolutions: library calls by target (on a GPU,
+  cuDNN's forward / backward-input / backward-filter) and XLA's own convolutions."""
+  kinds = {}
+  for target in re.findall(r'custom_call_target="([^"]*conv[^"]*)"', hlo_text):
+    kinds[target] = kinds.get(target, 0) + 1
+  kinds["xla_convolution"] = len(re.findall(r"= \S+ convolution\(", hlo_text))
+  return kinds
 
 
 class Timeout(BaseException):
@@ -119,6 +139,7 @@ def part_jax(args):
       row.update(timed(lambda n, b=bench: b.run(n, per_step=False), batch, args.min_s,
                        args.warmup))
       row["xla_gflop_per_image"] = bench.flops_per_step() / batch / 1e9
+      row["convs"] = conv_kinds(bench.compiled.as_text())
       row["losses"] = bench.check_finite()
     except Exception as e:  # pylint: disable=broad-except
       row["note"] = f"FAILED {type(e).__name__}: {str(e)[:200]}"

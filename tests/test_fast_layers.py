@@ -40,10 +40,11 @@ def _assert_close(a, b, rtol=1e-5):
 # strided convolution (sides >= 16).
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3),
                                    (1, 16, 18, 3)])
-def test_phase_upsampling_is_conv_transpose(shape, features):
+@pytest.mark.parametrize("form", ["phase", "dgrad"])
+def test_phase_upsampling_is_conv_transpose(shape, features, form):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = fast_layers.PhaseConvTranspose(features, use_bias=True)
+  fast = fast_layers.PhaseConvTranspose(features, use_bias=True, form=form)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
       jax.tree_util.tree_map(jnp.shape, variables)
@@ -139,3 +140,46 @@ def test_pix2pix_config_has_the_peers_parameter_counts(size, g_params, d_params)
   d = jax.eval_shape(lambda: disc.init(jax.random.key(0), x, jnp.zeros((1, s, s, 3)),
                                        train=False))["params"]
   assert (models.count_params(g), models.count_params(d)) == (g_params, d_params)
+
+
+def test_dgrad_upsampling_hands_the_compiler_a_reversed_kernel():
+  """XLA:GPU runs an input-dilated convolution as cuDNN's backward-data convolution only
+  when its kernel operand is a `reverse`; without one, the slow path of row 38."""
+  x, kernel = jnp.zeros((1, 4, 4, 3)), jnp.zeros((4, 4, 3, 5))
+  hlo = jax.jit(fast_layers.dgrad_conv_transpose).lower(x, kernel).as_text()
+  conv = next(line for line in hlo.splitlines() if "stablehlo.convolution" in line)
+  assert "lhs_dilate = [2, 2]" in conv
+  kernel_operand = conv.split("stablehlo.convolution(")[1].split(",")[1].split(")")[0].strip()
+  assert f"{kernel_operand} = stablehlo.reverse" in hlo
+
+
+def _batch_norm_loss(module, variables, x):
+  def loss(v, x):
+    y, updates = module.apply(v, x, mutable=["batch_stats"])
+    weights = jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
+    return jnp.sum(jnp.sin(y.astype(jnp.float32)) * weights), (y, updates)
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(variables, x)
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 5, 8), (2, 1, 1, 3)])
+def test_fused_batch_norm_is_flax_batch_norm(shape):
+  """Same variables, same outputs and running statistics (bit for bit in float32), same
+  gradients; in inference, the same outputs from the running statistics."""
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape) * 3 + 1, jnp.float32)
+  kwargs = dict(momentum=0.9, epsilon=1e-5, dtype=jnp.float32)
+  ref = nn.BatchNorm(use_running_average=False, **kwargs)
+  fast = fast_layers.BatchNorm(use_running_average=False, **kwargs)
+  variables = ref.init(jax.random.key(0), x)
+  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
+      jax.tree_util.tree_map(jnp.shape, variables)
+  variables = _perturbed(variables)
+  variables["batch_stats"]["var"] = jnp.abs(variables["batch_stats"]["var"])
+  (l_fast, (y_fast, s_fast)), g_fast = _batch_norm_loss(fast, variables, x)
+  (l_ref, (y_ref, s_ref)), g_ref = _batch_norm_loss(ref, variables, x)
+  np.testing.assert_array_equal(y_fast, y_ref)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, s_fast, s_ref)
+  _assert_close(g_fast, g_ref)
+  infer = dict(use_running_average=True, **kwargs)
+  np.testing.assert_array_equal(fast_layers.BatchNorm(**infer).apply(variables, x),
+                                nn.BatchNorm(**infer).apply(variables, x))
+
