@@ -48,6 +48,25 @@ PHASE_STRIDED_GRAD_MIN_SIDE = 16
 PHASE_GEMM_MAX_SIDE = 4
 PHASE_GEMM_WIDE_MAX_SIDE = 8
 PHASE_GEMM_WIDE_MIN_WEIGHTS = 1024 * 512
+# Off the CPU, convolutions with very few channels leave a GPU's matrix units idle (cuDNN
+# falls back to generic kernels): `auto` downsampling of inputs with at most this many
+# channels goes through `space_to_depth_conv` (4x the channels), and narrow outputs are
+# computed padded with zero filters to a multiple of GPU_PAD_OUTPUT_CHANNELS (0: off).
+GPU_S2D_MAX_CHANNELS = 0
+GPU_PAD_OUTPUT_CHANNELS = 0
+
+
+def padded_output_conv(lhs, rhs, *args, **kwargs):
+  """`lax.conv_general_dilated` (NHWC, HWIO) with the kernel's outputs padded by zero
+  filters to a multiple of GPU_PAD_OUTPUT_CHANNELS off the CPU, the extra outputs cut
+  off: the same function and gradients (the zero filters are constants)."""
+  f = rhs.shape[-1]
+  pad = -f % GPU_PAD_OUTPUT_CHANNELS if GPU_PAD_OUTPUT_CHANNELS and \
+      jax.default_backend() != "cpu" else 0
+  if pad:
+    rhs = jnp.concatenate([rhs, jnp.zeros(rhs.shape[:-1] + (pad,), rhs.dtype)], axis=-1)
+  y = jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
+  return y[..., :f] if pad else y
 
 
 def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -69,8 +88,8 @@ def phase_conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   k3 = jnp.stack([jnp.stack([
       jnp.stack([tap(r, s, a, bb) for a in (0, 1) for bb in (0, 1)], axis=1).reshape(c, 4 * f)
       for s in range(3)]) for r in range(3)])  # [3, 3, c, (a, b, f)]
-  y = jax.lax.conv_general_dilated(x, k3, (1, 1), ((1, 1), (1, 1)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = padded_output_conv(x, k3, (1, 1), ((1, 1), (1, 1)),
+                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
   y = y.reshape(b, h, w, 2, 2, f).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(b, 2 * h, 2 * w, f)
 
@@ -243,7 +262,7 @@ class PhaseConvTranspose(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    if self.form == "dgrad":
+    if self.form == "dgrad" and f > PHASE_FUSED_MAX_FEATURES:
       y = dgrad_conv_transpose(x, kernel)
     else:
       y = phase_conv_transpose(x, kernel)
@@ -358,7 +377,9 @@ class Downsample(nn.Module):
     cpu_auto = self.kind == "auto" and jax.default_backend() == "cpu"
     small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
                                        AUTO_GEMM_WIDE_MIN_WEIGHTS)
-    if even and self.kind == "space_to_depth":
+    gpu_narrow = (self.kind == "auto" and jax.default_backend() != "cpu"
+                  and c <= GPU_S2D_MAX_CHANNELS)
+    if even and (self.kind == "space_to_depth" or gpu_narrow):
       y = space_to_depth_conv(x, kernel)
     elif even and cpu_auto and small:
       y = im2col_conv(x, kernel)

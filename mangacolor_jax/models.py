@@ -191,7 +191,8 @@ class PatchDiscriminator(nn.Module):
         x = conv(width, use_bias=False, name=f"conv{k}")(x)
       x = norm(name=f"norm{k}")(x)
       x = Activation(self.activation, name=f"act{k}")(x)
-    x = conv(1, strides=(1, 1), use_bias=True, name="logits")(x)
+    x = conv(1, strides=(1, 1), use_bias=True, name="logits",
+             conv_general_dilated=fast_layers.padded_output_conv)(x)
     return x.astype(jnp.float32)
 
 

@@ -46,6 +46,13 @@ VARIANTS = {
            "model.disc_norm=fused_batch",
     "dgrad_fbn": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
                  "model.norm=fused_batch,model.disc_norm=fused_batch",
+    # Module settings (fast_layers.NAME=VALUE) as well as config overrides:
+    "narrow": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
+              "model.norm=fused_batch,model.disc_norm=fused_batch,"
+              "fast_layers.GPU_S2D_MAX_CHANNELS=4",
+    "narrow_pad": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
+                  "model.norm=fused_batch,model.disc_norm=fused_batch,"
+                  "fast_layers.GPU_S2D_MAX_CHANNELS=4,fast_layers.GPU_PAD_OUTPUT_CHANNELS=8",
 }
 
 
@@ -96,6 +103,8 @@ def part_jax(args):
   from bench_vs_torch import apply_overrides  # pylint: disable=g-import-not-at-top
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import benchmark  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
+  defaults = {n: getattr(fast_layers, n) for n in dir(fast_layers) if n.startswith("GPU_")}
   t_start = time.time()
   print(f"jax {jax.__version__} devices {jax.devices()} (tensorflow imported: "
         f"{'tensorflow' in sys.modules})", flush=True)
@@ -112,7 +121,14 @@ def part_jax(args):
     variant, dtype, batch = job
     config = pix2pix.get_config(str(args.size))
     config.batch_size, config.dtype = batch, dtype
-    apply_overrides(config, VARIANTS[variant])
+    items = VARIANTS[variant].split(",")
+    for name, value in defaults.items():
+      setattr(fast_layers, name, value)
+    for item in items:
+      if item.startswith("fast_layers."):
+        name, value = item[len("fast_layers."):].split("=")
+        setattr(fast_layers, name, type(defaults[name])(value))
+    apply_overrides(config, ",".join(i for i in items if not i.startswith("fast_layers.")))
     t0 = time.time()
     bench = benchmark.TrainBench(config)
     return job, bench, time.time() - t0

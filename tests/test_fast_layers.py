@@ -183,3 +183,27 @@ def test_fused_batch_norm_is_flax_batch_norm(shape):
   np.testing.assert_array_equal(fast_layers.BatchNorm(**infer).apply(variables, x),
                                 nn.BatchNorm(**infer).apply(variables, x))
 
+
+
+def test_gpu_narrow_layer_forms_compute_the_same(monkeypatch):
+  """Off the CPU, narrow convolutions change form (space-to-depth inputs, zero-padded
+  outputs): the same outputs and gradients as the plain layers, same parameters."""
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(fast_layers, "GPU_S2D_MAX_CHANNELS", 4)
+  monkeypatch.setattr(fast_layers, "GPU_PAD_OUTPUT_CHANNELS", 8)
+  s2d = _record_calls(monkeypatch, "space_to_depth_conv")
+  x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 8, 10, 4)), jnp.float32)
+  ref = nn.Conv(5, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
+  fast = fast_layers.Downsample(5, "auto", use_bias=True)
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  assert s2d == [x.shape]
+  ref = nn.Conv(1, (4, 4), padding=((1, 1), (1, 1)), use_bias=True)
+  fast = nn.Conv(1, (4, 4), padding=((1, 1), (1, 1)), use_bias=True,
+                 conv_general_dilated=fast_layers.padded_output_conv)
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  ref = nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
+  fast = fast_layers.PhaseConvTranspose(3, use_bias=True, form="dgrad")
+  variables = _perturbed(ref.init(jax.random.key(0), x))
+  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
