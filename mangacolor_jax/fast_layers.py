@@ -20,7 +20,6 @@ expected, measured, kept), and tests/test_fast_layers.py checks each path agains
 `nn.Conv` / `nn.ConvTranspose`.
 """
 
-import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -48,12 +47,17 @@ PHASE_STRIDED_GRAD_MIN_SIDE = 16
 PHASE_GEMM_MAX_SIDE = 4
 PHASE_GEMM_WIDE_MAX_SIDE = 8
 PHASE_GEMM_WIDE_MIN_WEIGHTS = 1024 * 512
-# Off the CPU, convolutions with very few channels leave a GPU's matrix units idle (cuDNN
-# falls back to generic kernels): `auto` downsampling of inputs with at most this many
-# channels goes through `space_to_depth_conv` (4x the channels), and narrow outputs are
-# computed padded with zero filters to a multiple of GPU_PAD_OUTPUT_CHANNELS (0: off).
-GPU_S2D_MAX_CHANNELS = 0
-GPU_PAD_OUTPUT_CHANNELS = 0
+# Off the CPU (measured on an H200, docs/performance.md rows 50-52):
+# * phase upsampling of outputs wider than PHASE_FUSED_MAX_FEATURES is
+#   `dgrad_conv_transpose`, cuDNN's backward-data convolution (GPU_DGRAD_UPSAMPLING);
+# * convolutions with very few channels leave the GPU's matrix units idle (cuDNN falls
+#   back to generic kernels), so `auto` downsampling of inputs with at most
+#   GPU_S2D_MAX_CHANNELS channels goes through `space_to_depth_conv` (4x the channels),
+#   and narrow outputs are computed with zero filters added up to a multiple of
+#   GPU_PAD_OUTPUT_CHANNELS (`padded_output_conv`; 0 turns it off).
+GPU_DGRAD_UPSAMPLING = True
+GPU_S2D_MAX_CHANNELS = 4
+GPU_PAD_OUTPUT_CHANNELS = 8
 
 
 def padded_output_conv(lhs, rhs, *args, **kwargs):
@@ -148,6 +152,8 @@ def phase_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   f = kernel.shape[-1]
   if f <= PHASE_FUSED_MAX_FEATURES:
     return phase_conv_transpose_3x3(x, kernel)
+  if GPU_DGRAD_UPSAMPLING and jax.default_backend() != "cpu":
+    return dgrad_conv_transpose(x, kernel)
   if _small_enough_for_products(x, f, PHASE_GEMM_MAX_SIDE, PHASE_GEMM_WIDE_MAX_SIDE,
                                 PHASE_GEMM_WIDE_MIN_WEIGHTS):
     return gemm_conv_transpose(x, kernel)
@@ -252,7 +258,6 @@ class PhaseConvTranspose(nn.Module):
   use_bias: bool = False
   dtype: Any = jnp.float32
   kernel_init: Callable[..., Any] = conv_init
-  form: str = "phase"  # or "dgrad": `dgrad_conv_transpose`
 
   @nn.compact
   def __call__(self, x):
@@ -262,10 +267,7 @@ class PhaseConvTranspose(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32) if self.use_bias \
         else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    if self.form == "dgrad" and f > PHASE_FUSED_MAX_FEATURES:
-      y = dgrad_conv_transpose(x, kernel)
-    else:
-      y = phase_conv_transpose(x, kernel)
+    y = phase_conv_transpose(x, kernel)
     if bias is not None:
       y = y + bias
     return y
@@ -391,87 +393,3 @@ class Downsample(nn.Module):
       y = y + bias
     return y
 
-
-# ------------------------------------------------------------------------- batch norm
-
-
-def _bn_normalize(x, mean, var, scale, bias, epsilon):
-  """nn.BatchNorm's normalisation, op for op (`flax.linen.normalization._normalize`)."""
-  mul = jax.lax.rsqrt(var + epsilon) * scale
-  return (x - mean) * mul + bias
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array,
-                     epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Training-mode batch normalisation of NHWC `x` over every axis but the last.
-
-  Returns (y in float32, mean, var): nn.BatchNorm's function, statistics in float32 with
-  the same one-pass variance, E[x^2] - E[x]^2 clipped at zero. The backward pass is the
-  closed form, two sums over the batch (dy and dy * x_hat, one fusion) and one
-  element-wise pass, recomputing x_hat from the saved input, instead of the chain rule
-  through the mean and the variance that autodiff builds from the forward pass.
-  """
-  return _batch_norm_fwd(x, scale, bias, epsilon)[0]
-
-
-def _batch_norm_fwd(x, scale, bias, epsilon):
-  axes = tuple(range(x.ndim - 1))
-  x32 = x.astype(jnp.float32)
-  mean = x32.mean(axes)
-  var = jnp.maximum(0.0, jax.lax.square(x32).mean(axes) - jax.lax.square(mean))
-  y = _bn_normalize(x32, mean, var, scale, bias, epsilon)
-  return (y, mean, var), (x, mean, var, scale)
-
-
-def _batch_norm_bwd(epsilon, res, cts):
-  x, mean, var, scale = res
-  dy, dmean, dvar = cts
-  axes = tuple(range(x.ndim - 1))
-  n = x.size // x.shape[-1]
-  rstd = jax.lax.rsqrt(var + epsilon)
-  centred = x.astype(jnp.float32) - mean
-  x_hat = centred * rstd
-  dy = dy.astype(jnp.float32)
-  dbias = dy.sum(axes)
-  dscale = (dy * x_hat).sum(axes)
-  # y = x_hat * scale + bias with x_hat = (x - mean) * rstd: through the batch statistics,
-  # dx = scale * rstd * (dy - (dbias + x_hat * dscale) / n); the statistics' own outputs
-  # (used for the running averages) add dmean / n and dvar * 2 (x - mean) / n.
-  dx = (scale * rstd) * (dy - (dbias + x_hat * dscale) / n) + (dmean + 2 * dvar * centred) / n
-  return dx.astype(x.dtype), dscale, dbias
-
-
-batch_norm_train.defvjp(_batch_norm_fwd, _batch_norm_bwd)
-
-
-class BatchNorm(nn.Module):
-  """`nn.BatchNorm` over every axis but the last (NHWC features) with a closed-form
-  backward pass (`batch_norm_train`).
-
-  The same parameters (`scale`, `bias`) and statistics (`batch_stats`: `mean`, `var`),
-  initialised and updated the same way, so either module's checkpoints load into the
-  other; in inference (`use_running_average`) it is nn.BatchNorm's code path exactly.
-  Under a data-parallel `jit` the sums are over the global batch, as nn.BatchNorm's.
-  """
-  use_running_average: bool = False
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    c = x.shape[-1]
-    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (c,))
-    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (c,))
-    scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-    dtype = self.dtype or jnp.result_type(x, jnp.float32)
-    if self.use_running_average:
-      y = _bn_normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
-      return y.astype(dtype)
-    y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
-    if not self.is_initializing():
-      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-    return y.astype(dtype)

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 
 from mangacolor_jax import fast_layers
 
-NORMS = ("batch", "fused_batch", "instance", "layer", "none")
+NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
-UPSAMPLES = ("resize", "transpose", "subpixel", "phase", "phase_dgrad")
+UPSAMPLES = ("resize", "transpose", "subpixel", "phase")
 
 
 def make_norm(kind: str, train: bool, dtype: Any) -> Callable[..., nn.Module]:
@@ -24,9 +24,6 @@ def make_norm(kind: str, train: bool, dtype: Any) -> Callable[..., nn.Module]:
   if kind == "batch":
     return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=dtype)
-  if kind == "fused_batch":
-    return functools.partial(fast_layers.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=dtype)
   if kind == "instance":
     return functools.partial(nn.InstanceNorm, epsilon=1e-5, dtype=dtype)
   if kind == "layer":
@@ -78,10 +75,6 @@ class Upsample(nn.Module):
     if self.kind == "phase":
       return fast_layers.PhaseConvTranspose(
           self.features, use_bias=self.use_bias, dtype=self.dtype, name="conv")(x)
-    if self.kind == "phase_dgrad":
-      return fast_layers.PhaseConvTranspose(
-          self.features, use_bias=self.use_bias, dtype=self.dtype, form="dgrad",
-          name="conv")(x)
     b, h, w, c = x.shape
     if self.kind == "resize":
       x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))

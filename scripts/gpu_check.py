@@ -20,9 +20,8 @@ Variants of the project timed (config overrides of configs/pix2pix.py):
   phase    configs/pix2pix.py as it is: phase upsampling (the same function as
            ConvTranspose) and auto downsampling (off the CPU, the strided Conv)
   phase_s2d  phase upsampling with space-to-depth downsampling
-  dgrad    `phase_dgrad` upsampling: the same map as cuDNN's backward-data convolution
-  fbn      `phase` with `fused_batch` normalisation (closed-form backward pass)
-  dgrad_fbn  both
+  phase_r49  `phase` with the GPU layer forms of rows 50-52 turned off (module settings,
+           fast_layers.NAME=VALUE, as well as config overrides)
 Each row records how the compiled step runs its convolutions (`convs`: cuDNN targets).
 """
 
@@ -41,18 +40,10 @@ VARIANTS = {
     "native": "model.gen_upsample=transpose,model.downsample=conv",
     "phase": "model.gen_upsample=phase,model.downsample=auto",
     "phase_s2d": "model.gen_upsample=phase,model.downsample=space_to_depth",
-    "dgrad": "model.gen_upsample=phase_dgrad,model.downsample=auto",
-    "fbn": "model.gen_upsample=phase,model.downsample=auto,model.norm=fused_batch,"
-           "model.disc_norm=fused_batch",
-    "dgrad_fbn": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
-                 "model.norm=fused_batch,model.disc_norm=fused_batch",
-    # Module settings (fast_layers.NAME=VALUE) as well as config overrides:
-    "narrow": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
-              "model.norm=fused_batch,model.disc_norm=fused_batch,"
-              "fast_layers.GPU_S2D_MAX_CHANNELS=4",
-    "narrow_pad": "model.gen_upsample=phase_dgrad,model.downsample=auto,"
-                  "model.norm=fused_batch,model.disc_norm=fused_batch,"
-                  "fast_layers.GPU_S2D_MAX_CHANNELS=4,fast_layers.GPU_PAD_OUTPUT_CHANNELS=8",
+    # The GPU layers before docs/performance.md rows 50-52 (fast_layers GPU_ settings off):
+    "phase_r49": "model.gen_upsample=phase,model.downsample=auto,"
+                 "fast_layers.GPU_DGRAD_UPSAMPLING=False,fast_layers.GPU_S2D_MAX_CHANNELS=0,"
+                 "fast_layers.GPU_PAD_OUTPUT_CHANNELS=0",
 }
 
 

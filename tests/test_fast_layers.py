@@ -40,11 +40,13 @@ def _assert_close(a, b, rtol=1e-5):
 # strided convolution (sides >= 16).
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 1, 1, 4), (2, 4, 2, 3),
                                    (1, 16, 18, 3)])
-@pytest.mark.parametrize("form", ["phase", "dgrad"])
-def test_phase_upsampling_is_conv_transpose(shape, features, form):
+# Off the CPU, wide outputs take `dgrad_conv_transpose` and narrow ones a padded 3x3.
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_phase_upsampling_is_conv_transpose(shape, features, backend, monkeypatch):
+  monkeypatch.setattr(jax, "default_backend", lambda: backend)
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = fast_layers.PhaseConvTranspose(features, use_bias=True, form=form)
+  fast = fast_layers.PhaseConvTranspose(features, use_bias=True)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
       jax.tree_util.tree_map(jnp.shape, variables)
@@ -153,45 +155,22 @@ def test_dgrad_upsampling_hands_the_compiler_a_reversed_kernel():
   assert f"{kernel_operand} = stablehlo.reverse" in hlo
 
 
-def _batch_norm_loss(module, variables, x):
-  def loss(v, x):
-    y, updates = module.apply(v, x, mutable=["batch_stats"])
-    weights = jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape)
-    return jnp.sum(jnp.sin(y.astype(jnp.float32)) * weights), (y, updates)
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(variables, x)
-
-
-@pytest.mark.parametrize("shape", [(4, 6, 5, 8), (2, 1, 1, 3)])
-def test_fused_batch_norm_is_flax_batch_norm(shape):
-  """Same variables, same outputs and running statistics (bit for bit in float32), same
-  gradients; in inference, the same outputs from the running statistics."""
-  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape) * 3 + 1, jnp.float32)
-  kwargs = dict(momentum=0.9, epsilon=1e-5, dtype=jnp.float32)
-  ref = nn.BatchNorm(use_running_average=False, **kwargs)
-  fast = fast_layers.BatchNorm(use_running_average=False, **kwargs)
-  variables = ref.init(jax.random.key(0), x)
-  assert jax.tree_util.tree_map(jnp.shape, fast.init(jax.random.key(0), x)) == \
-      jax.tree_util.tree_map(jnp.shape, variables)
-  variables = _perturbed(variables)
-  variables["batch_stats"]["var"] = jnp.abs(variables["batch_stats"]["var"])
-  (l_fast, (y_fast, s_fast)), g_fast = _batch_norm_loss(fast, variables, x)
-  (l_ref, (y_ref, s_ref)), g_ref = _batch_norm_loss(ref, variables, x)
-  np.testing.assert_array_equal(y_fast, y_ref)
-  jax.tree_util.tree_map(np.testing.assert_array_equal, s_fast, s_ref)
-  _assert_close(g_fast, g_ref)
-  infer = dict(use_running_average=True, **kwargs)
-  np.testing.assert_array_equal(fast_layers.BatchNorm(**infer).apply(variables, x),
-                                nn.BatchNorm(**infer).apply(variables, x))
-
-
-
-def test_gpu_narrow_layer_forms_compute_the_same(monkeypatch):
+def test_gpu_layer_forms_compute_the_same(monkeypatch):
   """Off the CPU, narrow convolutions change form (space-to-depth inputs, zero-padded
-  outputs): the same outputs and gradients as the plain layers, same parameters."""
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  monkeypatch.setattr(fast_layers, "GPU_S2D_MAX_CHANNELS", 4)
-  monkeypatch.setattr(fast_layers, "GPU_PAD_OUTPUT_CHANNELS", 8)
+  outputs) and wide upsampling is cuDNN's backward-data convolution: the same outputs and
+  gradients as the plain layers, same parameters; on the CPU none of these forms runs."""
   s2d = _record_calls(monkeypatch, "space_to_depth_conv")
+  dgrad = _record_calls(monkeypatch, "dgrad_conv_transpose")
+  pads = []
+  conv = jax.lax.conv_general_dilated
+  monkeypatch.setattr(jax.lax, "conv_general_dilated",
+                      lambda lhs, rhs, *a, **k: pads.append(rhs.shape[-1]) or conv(lhs, rhs, *a, **k))
+  x = jnp.zeros((1, 8, 8, 3))
+  fast_layers.Downsample(5, "auto").init(jax.random.key(0), x)
+  fast_layers.PhaseConvTranspose(3).init(jax.random.key(0), x)
+  fast_layers.PhaseConvTranspose(9).init(jax.random.key(0), x)
+  assert not s2d and not dgrad and 16 not in pads  # the CPU: none of the GPU forms
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 8, 10, 4)), jnp.float32)
   ref = nn.Conv(5, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
   fast = fast_layers.Downsample(5, "auto", use_bias=True)
@@ -203,7 +182,10 @@ def test_gpu_narrow_layer_forms_compute_the_same(monkeypatch):
                  conv_general_dilated=fast_layers.padded_output_conv)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
-  ref = nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
-  fast = fast_layers.PhaseConvTranspose(3, use_bias=True, form="dgrad")
-  variables = _perturbed(ref.init(jax.random.key(0), x))
-  _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  pads.clear()
+  for features in (3, 9):  # a padded 3x3 (4 x 3 = 12 outputs -> 16), backward-data
+    ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
+    fast = fast_layers.PhaseConvTranspose(features, use_bias=True)
+    variables = _perturbed(ref.init(jax.random.key(0), x))
+    _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  assert 16 in pads and len(dgrad) == 1
