@@ -43,10 +43,12 @@ def get_config(arg: str = "256"):
   m.gen_features = 64  # ngf
   m.gen_max_features = 512  # ngf * 8
   m.gen_depth = depth  # num_downs = log2(size)
-  m.gen_upsample = "phase"  # ConvTranspose 4x4/2, computed as four 2x2 convolutions
+  # ConvTranspose 4x4/2, computed as four 2x2 convolutions; off the CPU as cuDNN's
+  # backward-data convolution.
+  m.gen_upsample = "phase"
   # Conv 4x4/2: strided, its input gradient as a phase transposed conv; one matrix product
   # on inputs of side <= 16 (the same function and weights either way). Off the CPU: the
-  # plain strided Conv, which cuDNN runs fastest.
+  # plain strided Conv, which cuDNN runs fastest, or space-to-depth for 1-4 channel inputs.
   m.downsample = "auto"
   m.disc_features = 64  # ndf
   m.disc_layers = 3  # 70x70 PatchGAN

@@ -15,6 +15,11 @@ so:
   (`auto`), a strided convolution whose input gradient is a `PhaseConvTranspose`, or one
   matrix product on small inputs; off the CPU, the plain strided convolution.
 
+Off the CPU (a GPU's cuDNN has other strengths), upsampling is `dgrad_conv_transpose`
+(cuDNN's backward-data convolution), inputs of 1-4 channels are downsampled through
+`space_to_depth_conv`, and narrow outputs are computed with zero filters added
+(`padded_output_conv`): the GPU_ settings below.
+
 Every choice and threshold was measured; docs/performance.md has the table (change,
 expected, measured, kept), and tests/test_fast_layers.py checks each path against
 `nn.Conv` / `nn.ConvTranspose`.
@@ -47,7 +52,7 @@ PHASE_STRIDED_GRAD_MIN_SIDE = 16
 PHASE_GEMM_MAX_SIDE = 4
 PHASE_GEMM_WIDE_MAX_SIDE = 8
 PHASE_GEMM_WIDE_MIN_WEIGHTS = 1024 * 512
-# Off the CPU (measured on an H200, docs/performance.md rows 50-52):
+# Off the CPU (measured on an H200, docs/performance.md rows 51-52):
 # * phase upsampling of outputs wider than PHASE_FUSED_MAX_FEATURES is
 #   `dgrad_conv_transpose`, cuDNN's backward-data convolution (GPU_DGRAD_UPSAMPLING);
 # * convolutions with very few channels leave the GPU's matrix units idle (cuDNN falls
@@ -348,7 +353,8 @@ class Downsample(nn.Module):
   `conv` is a strided convolution (nn.Conv's); `space_to_depth` is `space_to_depth_conv`
   (the same function); parameters are nn.Conv's either way (`kernel` [4, 4, c_in,
   features], `bias`), so checkpoints load across kinds. `auto` is `conv` off the CPU
-  (the fastest on an H200 GPU; TPUs not measured), and on the CPU the fastest under
+  (the fastest on an H200 GPU; TPUs not measured), `space_to_depth` there for inputs
+  of at most GPU_S2D_MAX_CHANNELS channels, and on the CPU the fastest under
   XLA:CPU: the strided convolution with its input gradient computed by
   `strided_conv_phase_grad` (XLA's own input gradient is an input-dilated convolution,
   20% slower at 128x128 and 7x slower on a 4x4 input), and one matrix product
@@ -375,7 +381,8 @@ class Downsample(nn.Module):
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
     # Off the CPU, `auto` is the plain strided convolution: cuDNN runs it and its gradients
-    # natively (5.9% faster per step than the CPU layers, docs/performance.md row 38).
+    # natively (5.9% faster per step than the CPU layers, docs/performance.md row 38);
+    # 1-4 channel inputs as space-to-depth (8.7% faster on an H200, row 52).
     cpu_auto = self.kind == "auto" and jax.default_backend() == "cpu"
     small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
                                        AUTO_GEMM_WIDE_MIN_WEIGHTS)

@@ -20,7 +20,7 @@ Variants of the project timed (config overrides of configs/pix2pix.py):
   phase    configs/pix2pix.py as it is: phase upsampling (the same function as
            ConvTranspose) and auto downsampling (off the CPU, the strided Conv)
   phase_s2d  phase upsampling with space-to-depth downsampling
-  phase_r49  `phase` with the GPU layer forms of rows 50-52 turned off (module settings,
+  phase_r49  `phase` with the GPU layer forms of rows 51-52 turned off (module settings,
            fast_layers.NAME=VALUE, as well as config overrides)
 Each row records how the compiled step runs its convolutions (`convs`: cuDNN targets).
 """
@@ -40,7 +40,7 @@ VARIANTS = {
     "native": "model.gen_upsample=transpose,model.downsample=conv",
     "phase": "model.gen_upsample=phase,model.downsample=auto",
     "phase_s2d": "model.gen_upsample=phase,model.downsample=space_to_depth",
-    # The GPU layers before docs/performance.md rows 50-52 (fast_layers GPU_ settings off):
+    # The GPU layers before docs/performance.md rows 51-52 (fast_layers GPU_ settings off):
     "phase_r49": "model.gen_upsample=phase,model.downsample=auto,"
                  "fast_layers.GPU_DGRAD_UPSAMPLING=False,fast_layers.GPU_S2D_MAX_CHANNELS=0,"
                  "fast_layers.GPU_PAD_OUTPUT_CHANNELS=0",
@@ -267,8 +267,9 @@ def main():
                  "dtype and the largest batch, then the first at every dtype and batch")
   p.add_argument("--dtypes", default="bfloat16,float32", help="in the order they run")
   p.add_argument("--min_s", type=float, default=1.5, help="seconds per timed measurement")
-  p.add_argument("--warmup", type=int, default=10, help="untimed steps after compiling "
-                 "(torch.compile needs more than 3: with 3 its row read 22%% low)")
+  p.add_argument("--warmup", type=int, default=30, help="untimed steps after compiling "
+                 "(torch.compile needs more: after 3 its row read 22%% low, once after 10 "
+                 "too; docs/performance.md rows 45 and 53)")
   p.add_argument("--budget_s", type=float, default=0, help="per part (0: 140 project, 100 peer)")
   p.add_argument("--tiny", action="store_true", help="CPU rehearsal: no torch.compile")
   p.add_argument("--peer", default=os.path.join(os.path.dirname(REPO), "shared", "bench",

@@ -163,8 +163,10 @@ def test_gpu_layer_forms_compute_the_same(monkeypatch):
   dgrad = _record_calls(monkeypatch, "dgrad_conv_transpose")
   pads = []
   conv = jax.lax.conv_general_dilated
-  monkeypatch.setattr(jax.lax, "conv_general_dilated",
-                      lambda lhs, rhs, *a, **k: pads.append(rhs.shape[-1]) or conv(lhs, rhs, *a, **k))
+  def recording_conv(lhs, rhs, *args, **kwargs):
+    pads.append(rhs.shape[-1])  # output channels of every convolution
+    return conv(lhs, rhs, *args, **kwargs)
+  monkeypatch.setattr(jax.lax, "conv_general_dilated", recording_conv)
   x = jnp.zeros((1, 8, 8, 3))
   fast_layers.Downsample(5, "auto").init(jax.random.key(0), x)
   fast_layers.PhaseConvTranspose(3).init(jax.random.key(0), x)
