@@ -207,6 +207,7 @@ def _phase_conv_transpose(x, kernel):
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)
 
 
+@jax.custom_vjp
 def dgrad_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`phase_conv_transpose`'s function written as what it is, the transpose of the strided
   convolution S_K (K = kernel flipped, in and out channels swapped): the pattern that
@@ -219,25 +220,20 @@ def dgrad_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
   kernel, which cuDNN does not run (nn.ConvTranspose's form: 1.45x slower per step on
   an H200, docs/performance.md row 38).
   """
-  return _dgrad_conv_transpose(x, kernel)
+  return _transpose_of_strided_conv(x, kernel)
 
 
-def _flipped_for_transpose(kernel):
-  rev = jnp.arange(kernel.shape[0] - 1, -1, -1)
-  return jnp.take(jnp.take(kernel, rev, axis=0), rev, axis=1).swapaxes(2, 3)
-
-
-@jax.custom_vjp
-def _dgrad_conv_transpose(x, kernel):
+def _transpose_of_strided_conv(x, kernel):
   b, h, w, _ = x.shape
-  flipped = _flipped_for_transpose(kernel)
+  rev = jnp.arange(kernel.shape[0] - 1, -1, -1)
+  flipped = jnp.take(jnp.take(kernel, rev, axis=0), rev, axis=1).swapaxes(2, 3)
   out = jax.ShapeDtypeStruct((b, 2 * h, 2 * w, kernel.shape[-1]), x.dtype)
   (y,) = jax.linear_transpose(lambda z: _strided_conv(z, flipped), out)(x)
   return y
 
 
-_dgrad_conv_transpose.defvjp(lambda x, k: (_dgrad_conv_transpose(x, k), (x, k)),
-                             _phase_conv_transpose_grads)
+dgrad_conv_transpose.defvjp(lambda x, k: (_transpose_of_strided_conv(x, k), (x, k)),
+                            _phase_conv_transpose_grads)
 
 
 class PhaseConvTranspose(nn.Module):
@@ -399,4 +395,3 @@ class Downsample(nn.Module):
     if bias is not None:
       y = y + bias
     return y
-

@@ -161,17 +161,17 @@ def test_gpu_layer_forms_compute_the_same(monkeypatch):
   gradients as the plain layers, same parameters; on the CPU none of these forms runs."""
   s2d = _record_calls(monkeypatch, "space_to_depth_conv")
   dgrad = _record_calls(monkeypatch, "dgrad_conv_transpose")
-  pads = []
+  out_channels = []  # of every convolution
   conv = jax.lax.conv_general_dilated
   def recording_conv(lhs, rhs, *args, **kwargs):
-    pads.append(rhs.shape[-1])  # output channels of every convolution
+    out_channels.append(rhs.shape[-1])
     return conv(lhs, rhs, *args, **kwargs)
   monkeypatch.setattr(jax.lax, "conv_general_dilated", recording_conv)
   x = jnp.zeros((1, 8, 8, 3))
   fast_layers.Downsample(5, "auto").init(jax.random.key(0), x)
   fast_layers.PhaseConvTranspose(3).init(jax.random.key(0), x)
   fast_layers.PhaseConvTranspose(9).init(jax.random.key(0), x)
-  assert not s2d and not dgrad and 16 not in pads  # the CPU: none of the GPU forms
+  assert not s2d and not dgrad and 16 not in out_channels  # the CPU: no GPU form
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 8, 10, 4)), jnp.float32)
   ref = nn.Conv(5, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
@@ -184,10 +184,10 @@ def test_gpu_layer_forms_compute_the_same(monkeypatch):
                  conv_general_dilated=fast_layers.padded_output_conv)
   variables = _perturbed(ref.init(jax.random.key(0), x))
   _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
-  pads.clear()
+  out_channels.clear()
   for features in (3, 9):  # a padded 3x3 (4 x 3 = 12 outputs -> 16), backward-data
     ref = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=True)
     fast = fast_layers.PhaseConvTranspose(features, use_bias=True)
     variables = _perturbed(ref.init(jax.random.key(0), x))
     _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
-  assert 16 in pads and len(dgrad) == 1
+  assert 16 in out_channels and len(dgrad) == 1
