@@ -379,11 +379,11 @@ class Downsample(nn.Module):
     # Off the CPU, `auto` is the plain strided convolution: cuDNN runs it and its gradients
     # natively (5.9% faster per step than the CPU layers, docs/performance.md row 38);
     # 1-4 channel inputs as space-to-depth (8.7% faster on an H200, row 52).
-    cpu_auto = self.kind == "auto" and jax.default_backend() == "cpu"
+    on_cpu = jax.default_backend() == "cpu"
+    cpu_auto = self.kind == "auto" and on_cpu
     small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
                                        AUTO_GEMM_WIDE_MIN_WEIGHTS)
-    gpu_narrow = (self.kind == "auto" and jax.default_backend() != "cpu"
-                  and c <= GPU_S2D_MAX_CHANNELS)
+    gpu_narrow = self.kind == "auto" and not on_cpu and c <= GPU_S2D_MAX_CHANNELS
     if even and (self.kind == "space_to_depth" or gpu_narrow):
       y = space_to_depth_conv(x, kernel)
     elif even and cpu_auto and small:
