@@ -62,6 +62,7 @@ class TrainBench:
     from mangacolor_jax import host_memory  # pylint: disable=g-import-not-at-top
     from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
     from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
     self._jax = jax
     self.config = config
@@ -78,9 +79,9 @@ class TrainBench:
         "lineart": rng.uniform(-1, 1, (b, h, w, 1)).astype(np.float32),
         "target": rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32)}, self.mesh)
     self.state = jax.jit(self.setup.create_state, out_shardings=repl)(jax.random.key(seed))
-    step_fn = jax.jit(functools.partial(trainer.train_step, self.setup),
-                      in_shardings=(repl, data), out_shardings=(repl, repl),
-                      donate_argnums=0)
+    step_fn = xla_cpu.jit(functools.partial(trainer.train_step, self.setup), config,
+                          in_shardings=(repl, data), out_shardings=(repl, repl),
+                          donate_argnums=0)
     t0 = time.perf_counter()
     self.compiled = step_fn.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t0
@@ -136,6 +137,7 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
   from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
   trainer.validate_config(config)
   bench = TrainBench(config)
@@ -150,7 +152,7 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
   train_s = sum(step_s)
   state, batch = bench.state, bench.batch
 
-  gen_fn = jax.jit(bench.setup.generate)
+  gen_fn = xla_cpu.jit(bench.setup.generate, config)
   empty = hints_lib.no_hints(batch["lineart"])
   jax.block_until_ready(gen_fn(state, batch["lineart"], empty))
   t0 = time.perf_counter()

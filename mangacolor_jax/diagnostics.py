@@ -63,6 +63,7 @@ from mangacolor_jax import image_metrics
 from mangacolor_jax import losses
 from mangacolor_jax import models
 from mangacolor_jax import sharding
+from mangacolor_jax import xla_cpu
 
 DEFAULTS = {
     "grad_norm_min": 1e-7,
@@ -483,8 +484,8 @@ class Diagnostics:
 
     self._p_snapshot = jax.jit(lambda s: jax.tree_util.tree_map(jnp.copy, s),
                                out_shardings=repl)
-    self._p_diagnose = jax.jit(self._diagnose, in_shardings=(repl, repl, data, data),
-                               out_shardings=repl)
+    self._p_diagnose = xla_cpu.jit(self._diagnose, setup.config,
+                                   in_shardings=(repl, repl, data, data), out_shardings=repl)
 
   # -------------------------------------------------------------------- device side
 

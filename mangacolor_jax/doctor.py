@@ -271,7 +271,8 @@ def check_weights_init(state, expected_std: float | None = None) -> Result:
 def _jit_step(setup) -> Callable:
   import jax  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-  return jax.jit(functools.partial(trainer.train_step, setup))
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  return xla_cpu.jit(functools.partial(trainer.train_step, setup), setup.config)
 
 
 def _recon_loss(setup, state, batch):

@@ -52,6 +52,7 @@ def run(workdir: str, image_dir: str | None = None, save_images: str | None = No
   from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
   config, state, step = inference.load_config_and_state(workdir, checkpoint)
   if image_dir:
@@ -64,7 +65,7 @@ def run(workdir: str, image_dir: str | None = None, save_images: str | None = No
   ds = input_pipeline.create_eval_dataset(config, image_dir=image_dir,
                                           process_index=jax.process_index(),
                                           process_count=jax.process_count())
-  step_fn = jax.jit(functools.partial(trainer.eval_step, setup))
+  step_fn = xla_cpu.jit(functools.partial(trainer.eval_step, setup), config)
   if save_images:
     os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
     os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)

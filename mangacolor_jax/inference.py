@@ -18,6 +18,7 @@ from PIL import Image
 
 from mangacolor_jax import checkpointing
 from mangacolor_jax import trainer
+from mangacolor_jax import xla_cpu
 
 
 def load_config_and_state(workdir: str, checkpoint: str | int = "best"
@@ -88,7 +89,7 @@ class Colorizer:
     self.setup = trainer.Setup(self.config)
     self._disc = None
     self.multiple = 2**self.config.model.gen_depth
-    self._generate = jax.jit(self.setup.generate)
+    self._generate = xla_cpu.jit(self.setup.generate, self.config)
 
   @property
   def takes_hints(self) -> bool:
@@ -152,7 +153,7 @@ class Colorizer:
             train=False)
         real = jnp.clip(logits, 0.0, 1.0) if gan == "lsgan" else jax.nn.sigmoid(logits)
         return jnp.mean(real, axis=(1, 2, 3))
-      self._disc = jax.jit(score)
+      self._disc = xla_cpu.jit(score, self.config)
     return np.asarray(jax.device_get(self._disc(
         self.state, jnp.asarray(self._pad(lineart, 1.0), jnp.float32),
         jnp.asarray(self._pad(image, 1.0), jnp.float32))))

@@ -32,6 +32,7 @@ from mangacolor_jax import image_metrics
 from mangacolor_jax import losses
 from mangacolor_jax import models
 from mangacolor_jax import sharding
+from mangacolor_jax import xla_cpu
 
 SCHEDULES = ("constant", "linear_decay", "exponential", "cosine")
 DTYPES = ("float32", "bfloat16")
@@ -493,14 +494,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   run_meta = {"config": config.to_dict(), "seed": seed, "git_commit": git_commit(),
               "jax_version": jax.__version__}
   data_sharding = sharding.data_sharded(mesh)
-  p_train_step = jax.jit(functools.partial(train_step, setup),
-                         in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
-                         donate_argnums=0)
-  p_eval_step = jax.jit(functools.partial(eval_step, setup),
-                        in_shardings=(repl, data_sharding, repl),
-                        out_shardings=(data_sharding, data_sharding))
+  p_train_step = xla_cpu.jit(functools.partial(train_step, setup), config,
+                             in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                             donate_argnums=0)
+  p_eval_step = xla_cpu.jit(functools.partial(eval_step, setup), config,
+                            in_shardings=(repl, data_sharding, repl),
+                            out_shardings=(data_sharding, data_sharding))
 
-  p_generate = jax.jit(setup.generate)
+  p_generate = xla_cpu.jit(setup.generate, config)
 
   pc, pi = jax.process_count(), jax.process_index()
   train_ds = input_pipeline.create_train_dataset(

@@ -240,6 +240,7 @@ def run_steps(config, g_lr_fn: Callable, d_lr_fn: Callable, steps: int, *,
   from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
   trainer.validate_config(config)
   reuse_step_memory = host_memory.prepare(config)  # as the trainer does
@@ -259,9 +260,9 @@ def run_steps(config, g_lr_fn: Callable, d_lr_fn: Callable, steps: int, *,
   data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
   repl = sharding.replicated(mesh)
   state = jax.jit(setup.create_state, out_shardings=repl)(init_rng)
-  step_fn = jax.jit(functools.partial(trainer.train_step, setup),
-                    in_shardings=(repl, sharding.data_sharded(mesh)),
-                    out_shardings=(repl, repl), donate_argnums=0)
+  step_fn = xla_cpu.jit(functools.partial(trainer.train_step, setup), config,
+                        in_shardings=(repl, sharding.data_sharded(mesh)),
+                        out_shardings=(repl, repl), donate_argnums=0)
   batches = input_pipeline.create_train_dataset(
       config, seed=data_seed, process_index=jax.process_index(),
       process_count=jax.process_count()).as_numpy_iterator()
