@@ -42,6 +42,10 @@ AUTO_GEMM_MAX_SIDE = 8
 AUTO_GEMM_WIDE_MAX_SIDE = 16
 AUTO_GEMM_WIDE_MIN_WEIGHTS = 256 * 512
 
+# `auto` downsampling on the CPU: inputs of at least this side go through space-to-depth
+# (one dense 2x2 convolution; with Eigen's convolutions, mangacolor_jax/xla_cpu.py, 4-6%
+# faster per step at 128 and 256 than the strided form, docs/performance.md row 58).
+CPU_S2D_MIN_SIDE = 64
 # PhaseConvTranspose: outputs this narrow use one 3x3 convolution for all four phases.
 PHASE_FUSED_MAX_FEATURES = 8
 # PhaseConvTranspose: inputs at least this big get their gradients through a strided conv.
@@ -351,9 +355,10 @@ class Downsample(nn.Module):
   features], `bias`), so checkpoints load across kinds. `auto` is `conv` off the CPU
   (the fastest on an H200 GPU; TPUs not measured), `space_to_depth` there for inputs
   of at most GPU_S2D_MAX_CHANNELS channels, and on the CPU the fastest under
-  XLA:CPU: the strided convolution with its input gradient computed by
-  `strided_conv_phase_grad` (XLA's own input gradient is an input-dilated convolution,
-  20% slower at 128x128 and 7x slower on a 4x4 input), and one matrix product
+  XLA:CPU: `space_to_depth` on inputs of side at least CPU_S2D_MIN_SIDE, the strided
+  convolution with its input gradient computed by `strided_conv_phase_grad` below that
+  (XLA's own input gradient is an input-dilated convolution, 20% slower at 128x128 and 7x
+  slower on a 4x4 input), and one matrix product
   (`im2col_conv`) on small inputs (sides at most AUTO_GEMM_MAX_SIDE, or
   AUTO_GEMM_WIDE_MAX_SIDE for wide kernels), where the convolution library's kernel
   repacking costs more than the arithmetic (docs/performance.md, rows 28 and 33). Odd
@@ -384,7 +389,8 @@ class Downsample(nn.Module):
     small = _small_enough_for_products(x, f, AUTO_GEMM_MAX_SIDE, AUTO_GEMM_WIDE_MAX_SIDE,
                                        AUTO_GEMM_WIDE_MIN_WEIGHTS)
     gpu_narrow = self.kind == "auto" and not on_cpu and c <= GPU_S2D_MAX_CHANNELS
-    if even and (self.kind == "space_to_depth" or gpu_narrow):
+    cpu_large = cpu_auto and min(x.shape[1:3]) >= CPU_S2D_MIN_SIDE
+    if even and (self.kind == "space_to_depth" or gpu_narrow or cpu_large):
       y = space_to_depth_conv(x, kernel)
     elif even and cpu_auto and small:
       y = im2col_conv(x, kernel)

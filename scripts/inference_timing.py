@@ -43,9 +43,10 @@ def main(argv):
   else:
     from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
     from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
     setup = trainer.Setup(FLAGS.config)
     state = jax.jit(setup.create_state)(jax.random.key(0))
-    jitted = jax.jit(setup.generate)
+    jitted = xla_cpu.jit(setup.generate, FLAGS.config)
     x = jax.numpy.asarray(lineart[None])
     fn = lambda: np.asarray(jitted(state, x, hints_lib.no_hints(x)))
     what = "config (random weights)"

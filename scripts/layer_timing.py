@@ -83,6 +83,11 @@ def run_jax(args):
   sys.path.insert(0, ".")
   from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+
+  config = default.get_config()  # compiled as the project compiles (mangacolor_jax.xla_cpu)
+  config.cpu_ynnpack_convolutions = args.ynnpack_convolutions
 
   dtype = jnp.dtype(args.dtype)
   rng = np.random.default_rng(0)
@@ -103,12 +108,12 @@ def run_jax(args):
                                               dtype=dtype)))
     for vname, module in variants:
       params = module.init(jax.random.key(0), x)
-      fwd = jax.jit(lambda p, x, m=module: m.apply(p, x))
+      fwd = xla_cpu.jit(lambda p, x, m=module: m.apply(p, x), config)
 
       def loss(p, x, m=module):
         return jnp.sum(m.apply(p, x).astype(jnp.float32))
 
-      grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+      grad = xla_cpu.jit(jax.grad(loss, argnums=(0, 1)), config)
       t_f = timeit(lambda: jax.block_until_ready(fwd(params, x)), args.reps)
       t_b = timeit(lambda: jax.block_until_ready(grad(params, x)), args.reps)
       report(total, (name, kind, c_in, c_out, s, stride), b, vname, t_f, t_b)
@@ -150,6 +155,8 @@ def main():
   p.add_argument("--reps", type=int, default=5)
   p.add_argument("--framework", default="jax", choices=["jax", "torch"])
   p.add_argument("--dtype", default="float32")
+  p.add_argument("--ynnpack_convolutions", action="store_true",
+                 help="CPU: convolutions by YNNPACK (XLA's default) instead of Eigen")
   p.add_argument("--upsample", default="transpose,phase,resize,subpixel",
                  help="comma-separated models.Upsample kinds to time (JAX)")
   p.add_argument("--downsample", default="conv,auto,space_to_depth",

@@ -216,6 +216,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
   mesh = sharding.create_mesh()
@@ -228,8 +229,9 @@ def main(argv):
       "lineart": rng.uniform(-1, 1, (b, h, w, 1)).astype(np.float32),
       "target": rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32)}, mesh)
   state = jax.jit(setup.create_state, out_shardings=repl)(jax.random.key(0))
-  step_fn = jax.jit(functools.partial(trainer.train_step, setup),
-                    in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)
+  step_fn = xla_cpu.jit(functools.partial(trainer.train_step, setup), config,
+                        in_shardings=(repl, data), out_shardings=(repl, repl),
+                        donate_argnums=0)
   compiled = step_fn.lower(state, batch).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

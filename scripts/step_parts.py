@@ -57,6 +57,7 @@ def run_jax(args):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
   config = pix2pix.get_config(str(args.size))
   config.batch_size = args.batch
@@ -92,7 +93,7 @@ def run_jax(args):
            ("D fwd+bwd input", d_input_grad, (target,)),
            ("Adam G", adam, (state.g_params, grads, state.g_opt_state))]
   for name, fn, fn_args in parts:
-    compiled = jax.jit(fn).lower(*fn_args).compile()
+    compiled = xla_cpu.jit(fn, config).lower(*fn_args).compile()
     report(name, timeit(lambda c=compiled, a=fn_args: jax.block_until_ready(c(*a)),
                         args.reps))
 

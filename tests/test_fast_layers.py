@@ -103,6 +103,21 @@ def test_auto_downsampling_takes_one_matrix_product_for_wide_kernels(monkeypatch
   assert calls and all(max(shape[1:3]) == 16 for shape in calls)
 
 
+def test_auto_downsampling_takes_space_to_depth_for_large_cpu_inputs(monkeypatch):
+  """On the CPU, inputs of side >= CPU_S2D_MIN_SIDE take `space_to_depth_conv`, smaller
+  ones the strided form; both compute the same as the strided nn.Conv."""
+  monkeypatch.setattr(fast_layers, "CPU_S2D_MIN_SIDE", 16)
+  s2d = _record_calls(monkeypatch, "space_to_depth_conv")
+  phase_grads = _record_calls(monkeypatch, "strided_conv_phase_grad")
+  ref = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=True)
+  fast = fast_layers.Downsample(7, "auto", use_bias=True)
+  for shape in ((2, 16, 20, 4), (2, 14, 14, 4)):
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(shape), jnp.float32)
+    variables = _perturbed(ref.init(jax.random.key(0), x))
+    _assert_close(_value_and_grads(fast, variables, x), _value_and_grads(ref, variables, x))
+  assert {s[1] for s in s2d} == {16} and {s[1] for s in phase_grads} == {14}
+
+
 def test_auto_downsampling_is_the_plain_strided_conv_off_the_cpu(monkeypatch):
   """On a GPU/TPU backend `auto` takes neither CPU path (cuDNN's strided convolution is
   faster there); on the CPU it takes them."""
