@@ -12,8 +12,9 @@ so:
   products for small inputs; gradients through the strided convolution it transposes on
   large inputs.
 * `Downsample` (the encoders' and the discriminator's strided convolutions): on the CPU
-  (`auto`), a strided convolution whose input gradient is a `PhaseConvTranspose`, or one
-  matrix product on small inputs; off the CPU, the plain strided convolution.
+  (`auto`), space-to-depth on large inputs, a strided convolution whose input gradient is
+  a `PhaseConvTranspose` on middle-sized ones, one matrix product on small ones; off the
+  CPU, the plain strided convolution.
 
 Off the CPU (a GPU's cuDNN has other strengths), upsampling is `dgrad_conv_transpose`
 (cuDNN's backward-data convolution), inputs of 1-4 channels are downsampled through
