@@ -7,9 +7,10 @@ takes 12-15% less time with YNNPACK kept for matrix products and reductions only
 `config.cpu_ynnpack_convolutions = True` gives XLA's default back. Off the CPU nothing
 changes.
 
-Use `jit(fun, config)` wherever `jax.jit` would compile a config's networks (training,
-evaluation, inference, the doctor and tuner), so every command computes with the same
-kernels: the numbers differ in the last bits between the two libraries.
+The training and evaluation steps, inference, the tuner's and the doctor's training steps,
+the diagnostics pass and the benchmark compile through `jit(fun, config)`, so the commands
+compute with the same kernels: the numbers differ in the last bits between the two
+libraries.
 """
 
 import functools
