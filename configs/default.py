@@ -53,9 +53,8 @@ def get_config():
   # of the OS mapping it afresh (-9% per step at 256x256, -18% at 128; see
   # mangacolor_jax/host_memory.py). Process-wide: synchronous CPU dispatch and mallopt.
   config.cpu_reuse_step_memory = True
-  # CPU: XLA hands convolutions to Eigen, matrix products and reductions to YNNPACK (True:
-  # convolutions to YNNPACK too, XLA's default). Eigen's are faster for these networks:
-  # -12-15% per step at 256x256, -4-6% at 128 (see mangacolor_jax/xla_cpu.py).
+  # CPU: convolutions by Eigen, matrix products and reductions by YNNPACK (True: all by
+  # YNNPACK, XLA's default; why and how much: mangacolor_jax/xla_cpu.py).
   config.cpu_ynnpack_convolutions = False
 
   config.data = ml_collections.ConfigDict()

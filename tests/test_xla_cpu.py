@@ -18,8 +18,15 @@ def _conv(x, k):
 _ARGS = (jnp.ones((2, 16, 16, 32), jnp.float32), jnp.ones((3, 3, 32, 32), jnp.float32))
 
 
-def _ynn_fusions(compiled_text: str) -> int:
-  return compiled_text.count('"__ynn_fusion"')
+def _ynn_fusion_calls(text: str) -> list[str]:
+  """The computations that YNNPACK fusions call, in a compiled module's text."""
+  return [line.split("calls=", 1)[1].split(",", 1)[0].split()[0]
+          for line in text.splitlines() if '"__ynn_fusion"' in line and "calls=" in line]
+
+
+def _root(text: str, computation: str) -> str:
+  body = text.split(f"\n{computation} (", 1)[1].split("\n}\n", 1)[0]
+  return next(line for line in body.splitlines() if line.lstrip().startswith("ROOT"))
 
 
 def test_convolutions_leave_ynnpack_unless_the_config_asks():
@@ -28,8 +35,8 @@ def test_convolutions_leave_ynnpack_unless_the_config_asks():
   eigen = xla_cpu.jit(_conv, config).lower(*_ARGS).compile().as_text()
   config.cpu_ynnpack_convolutions = True
   ynn = xla_cpu.jit(_conv, config).lower(*_ARGS).compile().as_text()
-  assert _ynn_fusions(eigen) == 0
-  assert _ynn_fusions(ynn) == 1  # XLA's default: the convolution is YNNPACK's
+  assert len(_ynn_fusion_calls(eigen)) == 0
+  assert len(_ynn_fusion_calls(ynn)) == 1  # XLA's default: the convolution is YNNPACK's
   # The same function either way (the libraries sum in different orders).
   k = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3, 32, 32)), jnp.float32)
   x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 16, 16, 32)), jnp.float32)
@@ -51,18 +58,6 @@ def test_the_benchmarked_train_step_leaves_convolutions_to_eigen():
   assert ynn_convolutions() == 0
   config.cpu_ynnpack_convolutions = True
   assert ynn_convolutions() > 10  # XLA's default
-
-
-def _ynn_fusion_calls(text: str):
-  """The computations that YNNPACK fusions call, in a compiled module's text."""
-  for line in text.splitlines():
-    if '"__ynn_fusion"' in line and "calls=" in line:
-      yield line.split("calls=", 1)[1].split(",", 1)[0].split()[0]
-
-
-def _root(text: str, computation: str) -> str:
-  body = text.split(f"\n{computation} (", 1)[1].split("\n}\n", 1)[0]
-  return next(line for line in body.splitlines() if line.lstrip().startswith("ROOT"))
 
 
 def test_off_the_cpu_and_on_other_jaxlibs_the_defaults_stay(monkeypatch, caplog):
