@@ -13,16 +13,23 @@ inference.EnsembleColorizer):
 
 Any size and aspect: the sketch is padded with paper, never squashed. `--max_side` first
 scales a large sketch down (aspect kept) to about the scale the model was trained at and
-scales the result back up. Outputs are written atomically; inputs are never modified.
+scales the result back up. Outputs are written atomically; inputs are never modified, and
+nothing colorize did not write is overwritten: a folder --output is new, empty or an
+earlier colorize's (its marker), and a file --output may only replace an image that
+colorize wrote (PNG and JPEG outputs record it).
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from mangacolor_jax.utils import files
+
 FLAGS = flags.FLAGS
+COMMAND = "colorize"
 
 
 def define_flags():
@@ -81,7 +88,7 @@ def colorize_file(colorizer, src: str, dst: str, hints_path: str | None, max_sid
   if scale != 1.0:
     rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
   os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-  save_image(dst, rgb)
+  files.save_image(dst, rgb, COMMAND)
 
 
 def _resize_hints(hint_tensor, h, w):
@@ -93,15 +100,6 @@ def _resize_hints(hint_tensor, h, w):
   out[np.minimum((ys * sy).astype(int), h - 1),
       np.minimum((xs * sx).astype(int), w - 1)] = hint_tensor[ys, xs]
   return out
-
-
-def save_image(dst, rgb):
-  """Writes atomically (temp file + rename), in the format of dst's extension."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  root, ext = os.path.splitext(dst)
-  tmp = f"{root}.tmp{ext}"
-  Image.fromarray(rgb).save(tmp)
-  os.replace(tmp, dst)
 
 
 def create_colorizer(workdir, ensemble, checkpoint, weights="uniform"):
@@ -123,28 +121,45 @@ def create_colorizer(workdir, ensemble, checkpoint, weights="uniform"):
   return colorizer
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("Too many command-line arguments.")
-  src, dst = FLAGS.input, FLAGS.output
+def plan_outputs(src: str, dst: str, hints: str | None) -> list[tuple[str, str]]:
+  """(input, output) pairs for --input / --output, after checking that nothing a user
+  owns would be overwritten: a folder --output must be colorize's own (or new), and a file
+  --output may only replace an image that colorize wrote.
+
+  Raises:
+    app.UsageError / files.OutputError: naming the flag.
+  """
   if os.path.isdir(src):
     names = sorted(n for n in os.listdir(src) if n.lower().endswith(EXTENSIONS))
     if not names:
       raise app.UsageError(f"--input folder {src} holds no {EXTENSIONS} image")
-    if FLAGS.hints:
+    if hints:
       raise app.UsageError("--hints needs a single --input image, not a folder")
     if os.path.abspath(dst) == os.path.abspath(src):
       raise app.UsageError("--output must differ from --input: inputs are never overwritten")
-    pairs = [(os.path.join(src, n), os.path.join(dst, os.path.splitext(n)[0] + ".png"))
-             for n in names]
-  elif os.path.isfile(src):
-    if os.path.isdir(dst):
-      dst = os.path.join(dst, os.path.splitext(os.path.basename(src))[0] + ".png")
-    if os.path.abspath(dst) == os.path.abspath(src):
-      raise app.UsageError("--output must differ from --input: inputs are never overwritten")
-    pairs = [(src, dst)]
-  else:
+    files.claim_folder(dst, COMMAND, "--output")
+    return [(os.path.join(src, n), os.path.join(dst, os.path.splitext(n)[0] + ".png"))
+            for n in names]
+  if not os.path.isfile(src):
     raise app.UsageError(f"--input {src} does not exist")
+  if os.path.isdir(dst):
+    dst = os.path.join(dst, os.path.splitext(os.path.basename(src))[0] + ".png")
+  if os.path.abspath(dst) == os.path.abspath(src):
+    raise app.UsageError("--output must differ from --input: inputs are never overwritten")
+  if os.path.lexists(dst) and not files.written_by(dst, COMMAND):
+    raise files.OutputError(f"--output={dst} exists and was not written by colorize: "
+                            "choose another name (colorize never overwrites other files)")
+  return [(src, dst)]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  try:
+    pairs = plan_outputs(FLAGS.input, FLAGS.output, FLAGS.hints)
+  except files.OutputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if FLAGS.hints and not os.path.isfile(FLAGS.hints):
     raise app.UsageError(f"--hints {FLAGS.hints} does not exist")
 

@@ -8,7 +8,8 @@ extractor). Prints one JSON object: PSNR, SSIM, L1 in Lab and colourfulness of t
 against the targets' colourfulness, without hints and (for a model trained with hints) with
 sparse hints sampled from the target with a fixed seed. Without --image_dir it uses the
 run's own validation split. --save_images writes `line art | output | target` triptychs
-under DIR/triptychs and the plain outputs under DIR/outputs, named like the inputs.
+under DIR/triptychs and the plain outputs under DIR/outputs, named like the inputs; DIR
+must be a new or empty folder, or an earlier --save_images folder of evaluate.
 
 Ensembles: `--ensemble DIR1,DIR2,...` (each run's --checkpoint), or `--workdir DIR
 --checkpoint 1000,2000,3000` (several steps of one run), averages the members' outputs
@@ -18,11 +19,15 @@ ensemble's metrics beside each member's, all on the same images and hints.
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
 
+from mangacolor_jax.utils import files
+
 FLAGS = flags.FLAGS
+COMMAND = "evaluate"
 
 
 def define_flags():
@@ -41,6 +46,14 @@ def define_flags():
                     "output, per image).")
 
 
+def claim_save_images(save_images: str | None) -> None:
+  """Makes the --save_images folder evaluate's own (or refuses it) before any long work."""
+  if save_images:
+    files.claim_folder(save_images, COMMAND, "--save_images")
+    os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
+    os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)
+
+
 def run(workdir: str, image_dir: str | None = None, save_images: str | None = None,
         checkpoint: str | int = "best") -> dict:
   """Evaluates and returns the metrics dict (also used by tests and the tuner)."""
@@ -54,6 +67,7 @@ def run(workdir: str, image_dir: str | None = None, save_images: str | None = No
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
+  claim_save_images(save_images)
   config, state, step = inference.load_config_and_state(workdir, checkpoint)
   if image_dir:
     config.data.source = "folder"
@@ -66,9 +80,6 @@ def run(workdir: str, image_dir: str | None = None, save_images: str | None = No
                                           process_index=jax.process_index(),
                                           process_count=jax.process_count())
   step_fn = xla_cpu.jit(functools.partial(trainer.eval_step, setup), config)
-  if save_images:
-    os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
-    os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)
 
   count = 0
 
@@ -114,6 +125,7 @@ def run_ensemble(members: list[tuple[str, str | int]], weights: str = "uniform",
   from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
 
+  claim_save_images(save_images)
   ensemble = inference.EnsembleColorizer(members, weights)
   # The images (size, validation split) are the first member's; every member pads them to
   # its own multiple of 2**depth.
@@ -123,9 +135,6 @@ def run_ensemble(members: list[tuple[str, str | int]], weights: str = "uniform",
     config.data.image_dir = image_dir
   ds = input_pipeline.create_eval_dataset(config, image_dir=image_dir)
   quality = jax.jit(trainer.quality_metrics, static_argnums=2)
-  if save_images:
-    os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
-    os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)
 
   n = len(ensemble.members)
   names = ["ensemble"] + [f"member{k}" for k in range(n)]
@@ -190,15 +199,23 @@ def main(argv):
   if bool(FLAGS.workdir) == bool(FLAGS.ensemble):
     raise app.UsageError("give exactly one of --workdir (one run) and --ensemble (several)")
   if FLAGS.workdir and "," not in FLAGS.checkpoint:
-    result = run(FLAGS.workdir, FLAGS.image_dir, FLAGS.save_images, FLAGS.checkpoint)
+    try:
+      result = run(FLAGS.workdir, FLAGS.image_dir, FLAGS.save_images, FLAGS.checkpoint)
+    except files.OutputError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
   else:
     from mangacolor_jax import inference  # pylint: disable=g-import-not-at-top
     try:
       members = inference.parse_members(FLAGS.workdir or FLAGS.ensemble, FLAGS.checkpoint)
     except ValueError as e:
       raise app.UsageError(str(e)) from e
-    result = run_ensemble(members, FLAGS.ensemble_weights, FLAGS.image_dir,
-                          FLAGS.save_images)
+    try:
+      result = run_ensemble(members, FLAGS.ensemble_weights, FLAGS.image_dir,
+                            FLAGS.save_images)
+    except files.OutputError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
   print(json.dumps(result, indent=1))
 
 

@@ -7,7 +7,8 @@ r"""Tuning commands: a learning-rate range test and jittered log-grid sweeps.
       [--jitter 0.3] [--trials_in_parallel K] [--metric eval_psnr] [--steps N] \
       [--refine] [--no_extend]
 
-Any `--config.x=y` override applies to every ramp and trial, as in `train`.
+Any `--config.x=y` override applies to every ramp and trial, as in `train`. `--workdir`
+must be a new or empty folder, or one that tune made (its marker, `.mangacolor_jax.json`).
 
 lr_range raises the learning rate geometrically from --min to --max over --steps short
 training steps (the real `trainer.train_step` on the real data), smooths the loss with a
@@ -64,7 +65,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mangacolor_jax.utils import files
+
 FLAGS = flags.FLAGS
+COMMAND = "tune"
 COMMANDS = ("lr_range", "sweep")
 RESULT_FILE = "result.json"
 SPEC_FILE = "sweep_spec.json"
@@ -292,8 +296,8 @@ def lr_range(config, workdir: str, lr_min: float = 1e-7, lr_max: float = 1.0,
   from mangacolor_jax import host_memory  # pylint: disable=g-import-not-at-top
   from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
 
+  files.claim_folder(workdir, COMMAND, "--workdir")
   host_memory.prepare(config)  # before jax.process_index() starts JAX
-  os.makedirs(workdir, exist_ok=True)
   lrs = geometric_lrs(lr_min, lr_max, steps)
   seed = trainer.resolve_seed(config, None)
   o = config.optim
@@ -567,7 +571,7 @@ class Sweep:
     probe = config.copy_and_resolve_references()
     for p in self.params:
       set_field(probe, p.name, p.from_axis(p.to_axis(p.lo)))
-    os.makedirs(workdir, exist_ok=True)
+    files.claim_folder(workdir, COMMAND, "--workdir")
     self._check_spec()
 
   # -- bookkeeping
@@ -915,8 +919,12 @@ def main(argv):
     raise app.UsageError(f"give one command: {' | '.join(COMMANDS)}")
   config = FLAGS.config
   if argv[1] == "lr_range":
-    result = lr_range(config, FLAGS.workdir, FLAGS.min, FLAGS.max, FLAGS.steps or 100,
-                      FLAGS.smoothing, FLAGS.diverge_factor, FLAGS.disc_ramp_g_lr)
+    try:
+      result = lr_range(config, FLAGS.workdir, FLAGS.min, FLAGS.max, FLAGS.steps or 100,
+                        FLAGS.smoothing, FLAGS.diverge_factor, FLAGS.disc_ramp_g_lr)
+    except files.OutputError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
     summary = {k: {f: v[f] for f in ("suggested_lr", "min_loss_lr", "steepest_lr",
                                      "diverged_at_lr")}
                for k, v in result["networks"].items()}
@@ -930,6 +938,9 @@ def main(argv):
                   refine_points=FLAGS.refine_points, parallel=FLAGS.trials_in_parallel,
                   config_file=FLAGS["config"].config_filename,
                   config_args=config_args_from_argv(sys.argv[1:]))
+  except files.OutputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   ranked = sweep.run(extend=not FLAGS.no_extend, max_extensions=FLAGS.max_extensions,

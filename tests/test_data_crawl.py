@@ -22,6 +22,7 @@ import pytest
 
 from mangacolor_jax import synthetic
 from mangacolor_jax.data import crawl
+from mangacolor_jax.utils import files
 
 _SLOW_SECONDS = 1.0  # longer than the client's time-out in these tests
 
@@ -199,6 +200,7 @@ def test_safebooru_downloads_verifies_and_resumes(tmp_path):
   out = str(tmp_path / "raw")
   # A file already in place with the right md5 (a run killed before its manifest line).
   os.makedirs(os.path.join(out, "images"))
+  files.write_marker(out, crawl.COMMAND)  # that run's
   recovered = posts[1]
   with open(os.path.join(out, "images", f"safebooru_{recovered['id']}.png"), "wb") as f:
     f.write(recovered["body"])

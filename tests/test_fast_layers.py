@@ -28,7 +28,7 @@ def _value_and_grads(module, variables, x):
   return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables, x)
 
 
-def _assert_close(a, b, rtol=1e-5):
+def _assert_close(a, b, rtol=1e-4):
   for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     scale = float(jnp.max(jnp.abs(v))) + 1e-6
     assert float(jnp.max(jnp.abs(u - v))) <= rtol * 10 * scale

@@ -42,7 +42,10 @@ applies, in this order:
                        capped tags (--balance_tags, or the character tags the crawl recorded)
 
 Re-running replaces `--output` as a whole (it is built beside it and swapped in), so a
-report always describes the images next to it. The report: `report.json` and `report.md`
+report always describes the images next to it. Only a folder that clean made may be
+replaced, and only while it holds nothing but what clean wrote there: its marker
+(`.mangacolor_jax.json`) lists those files, and a folder with any other file is refused
+(`mangacolor_jax.utils.files`). The report: `report.json` and `report.md`
 (counts per reason, the settings, percentiles and a histogram of line density and character
 area so a threshold can be chosen from the data), `line_density.png` (that histogram, with
 the threshold), `dropped.jsonl` (each dropped file, why, and the numbers behind it),
@@ -59,6 +62,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import warnings
@@ -71,12 +75,15 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageOps
 
+from mangacolor_jax.utils import files
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 REASONS = ("undecodable", "decompression_bomb", "too_small", "exact_duplicate",
            "too_intricate", "small_character", "near_duplicate", "balance")
 MANIFEST = "manifest.jsonl"
 REPORT = "report.json"
 IMAGES = "images"
+COMMAND = "clean"
 _THUMB = 80  # contact-sheet cell side, pixels
 _SHEET_MAX = 100  # images per contact sheet at most
 _INK = 0.5  # line-art values below this count as line
@@ -361,17 +368,17 @@ def make_items(input_dir: str) -> Tuple[List[Item], int]:
   Returns:
     (items, number of other files: non-images, or files a manifest does not list).
   """
-  files, other = list_inputs(input_dir)
+  paths, other = list_inputs(input_dir)
   manifest = _read_manifest(input_dir)
   if manifest:
-    listed = [f for f in files if os.path.normpath(f) in manifest]
-    other += len(files) - len(listed)
+    listed = [f for f in paths if os.path.normpath(f) in manifest]
+    other += len(paths) - len(listed)
     missing = len(manifest) - len(listed)
     if missing:
       logging.warning("%s: %d files of its manifest are missing", input_dir, missing)
-    files = listed
+    paths = listed
   items, taken = [], set()
-  for rel in files:
+  for rel in paths:
     meta = manifest.get(os.path.normpath(rel), {})
     stem = os.path.splitext(rel)[0]
     base = _safe_id(str(meta.get("id") or stem.replace(os.sep, "__")))
@@ -673,7 +680,11 @@ def write_report(items: Sequence[Item], input_dir: str, out: str, opts: Options,
 
 
 def _stage_dir(input_dir: str, output: str) -> str:
-  """A new empty folder beside `output`, after checking that replacing `output` is safe."""
+  """A new empty folder beside `output`, after checking that replacing `output` is safe.
+
+  `output` may be replaced only when it is missing, empty, or an earlier clean's output
+  holding nothing but the files that clean wrote (its marker lists them).
+  """
   in_abs, out_abs = os.path.realpath(input_dir), os.path.realpath(output)
   if not os.path.isdir(in_abs):
     raise ValueError(f"--input={input_dir}: {in_abs} is not a folder")
@@ -681,12 +692,22 @@ def _stage_dir(input_dir: str, output: str) -> str:
       out_abs + os.sep):
     raise ValueError(f"--output={output} must be outside --input={input_dir} (and not "
                      "contain it): the input is never written to")
-  if os.path.exists(out_abs):
+  if os.path.lexists(out_abs):
     if not os.path.isdir(out_abs):
-      raise ValueError(f"--output={output} exists and is not a folder")
-    if os.listdir(out_abs) and not os.path.exists(os.path.join(out_abs, REPORT)):
-      raise ValueError(f"--output={output} exists, is not empty and is not the output of an "
-                       f"earlier clean (no {REPORT}); refusing to replace it")
+      raise files.OutputError(f"--output={output} exists and is not a folder")
+    if os.listdir(out_abs):
+      marker = files.read_marker(out_abs)
+      if marker is None or marker["command"] != COMMAND:
+        raise files.OutputError(
+            f"--output={output} is not empty and is not the output of an earlier clean "
+            f"(no clean {files.MARKER}): give a new or empty folder; clean replaces its "
+            "output as a whole and never deletes what it did not write")
+      foreign = files.foreign_files(out_abs, marker)
+      if foreign:
+        raise files.OutputError(
+            f"--output={output} holds {len(foreign)} file(s) that clean did not write "
+            f"(e.g. {foreign[0]}); move them out, or give a new folder: clean replaces "
+            "its output as a whole")
   parent = os.path.dirname(out_abs)
   os.makedirs(parent, exist_ok=True)
   return tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.partial-", dir=parent)
@@ -722,6 +743,7 @@ def clean(input_dir: str, output: str, opts: Optional[Options] = None) -> dict:
       path = os.path.join(stage, IMAGES, i.id + ".png")
       if i.reason and os.path.exists(path):
         os.remove(path)
+    files.write_marker(stage, COMMAND, files.list_files(stage))
     out_abs = os.path.realpath(output)
     if os.path.exists(out_abs):
       old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.old-",
@@ -792,7 +814,8 @@ def main(argv):
   try:
     report = clean(FLAGS.input, FLAGS.output, opts)
   except ValueError as e:
-    raise SystemExit(f"clean: {e}") from None
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(json.dumps({"output": report["output"], **report["counts"]}, sort_keys=True))
 
 

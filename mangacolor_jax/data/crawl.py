@@ -14,6 +14,9 @@ User-Agent naming the project, exponential back-off on 429 and 5xx (a Retry-Afte
 honoured, capped at `--max_backoff`), time-outs, and at most `--max_retries` retries per
 request.
 
+`--out` must be a new or empty folder, or one that crawl made (its marker,
+`.mangacolor_jax.json`): crawl never writes into a folder of someone else's.
+
 Safe and resumable: each image is downloaded into memory, its md5 checked against the one the
 API gives, written to a hidden temporary name and renamed into place; a short, corrupt or
 mismatched download is never kept. `--out/manifest.jsonl` gets one JSON line per image kept
@@ -37,6 +40,7 @@ import hashlib
 import http.client
 import json
 import os
+import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import urllib.error
@@ -47,6 +51,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mangacolor_jax.utils import files
+
 USER_AGENT = ("mangacolor_jax/0.1 (line-art colorization data-set crawler; "
               "https://pypi.org/project/mangacolor_jax; python-urllib)")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -55,6 +61,7 @@ MANIFEST = "manifest.jsonl"
 STATE = "crawl_state.json"
 REPORT = "crawl_report.json"
 IMAGES = "images"
+COMMAND = "crawl"
 
 PageToken = Union[int, str]
 
@@ -458,6 +465,7 @@ def crawl(site: str,
   page_size = max(1, min(page_size, board.max_page_size))
   base = (base_url or board.default_base_url).rstrip("/")
   client = client or HttpClient()
+  files.claim_folder(out, COMMAND, "--out")
   images_dir = os.path.join(out, IMAGES)
   os.makedirs(images_dir, exist_ok=True)
   for name in os.listdir(images_dir):  # temporary files of a run that was killed
@@ -648,7 +656,8 @@ def main(argv):
                    min_side=FLAGS.min_side, base_url=FLAGS.base_url,
                    page_size=FLAGS.page_size, max_pages=FLAGS.max_pages, client=client)
   except (CrawlError, ValueError) as e:
-    raise SystemExit(f"crawl: {e}") from None
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(json.dumps(report, sort_keys=True))
 
 

@@ -9,7 +9,8 @@ and the sparse hints derived from `config.seed` the way the trainer derives them
 are the very batches of steps 1, 2, ...) and the first validation batch (with the trainer's
 fixed evaluation hints).
 
-Writes to `--output`: `train_batch_<k>.png` and `validation_batch.png` (one row per example:
+Writes to `--output` (a new or empty folder, or an earlier inspect's: never a folder of
+someone else's): `train_batch_<k>.png` and `validation_batch.png` (one row per example:
 line art | hints, when `config.hints.mode` is "sparse" | target, every value mapped from
 [-1, 1] to [0, 255] exactly as the model receives it: a missing hint is 0, mid-grey),
 `histograms.png` (the input values of each tensor, train and validation), `report.json`
@@ -29,6 +30,7 @@ Everything is written first, so the pictures show what failed.
 
 import json
 import os
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app
@@ -39,8 +41,11 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
+from mangacolor_jax.utils import files
+
 _TOLERANCE = 1e-5  # float slack on the [-1, 1] range
 _MAX_MEAN_SHIFT = 0.5  # largest train / validation difference of a tensor's mean
+COMMAND = "inspect"
 
 
 class InspectionError(Exception):
@@ -264,23 +269,23 @@ def inspect_data(config, output: str, *, num_batches: int = 4, max_images: int =
 
   if num_batches < 2:
     raise ValueError(f"--num_batches={num_batches}: need at least 2 to compare batches")
-  os.makedirs(output, exist_ok=True)
+  files.claim_folder(output, COMMAND, "--output")
   train, val = collect_batches(config, num_batches)
   hw = input_pipeline.image_hw(config)
   failures = check_batches(train, val, config.batch_size, hw, max_abs_mean)
 
-  files = []
+  written = []
   grids = [batch_grid(b, max_images) for b in train]
   for k, grid in enumerate(grids):
     _save_png(os.path.join(output, f"train_batch_{k}.png"), grid)
-    files.append(f"train_batch_{k}.png")
+    written.append(f"train_batch_{k}.png")
   val_grid = batch_grid(val, max_images)
   _save_png(os.path.join(output, "validation_batch.png"), val_grid)
-  files.append("validation_batch.png")
+  written.append("validation_batch.png")
   values = _histogram_values(train, val)
   _save_png(os.path.join(output, "histograms.png"),
             np.concatenate([histogram_panel(v, k) for k, v in values.items()]))
-  files.append("histograms.png")
+  written.append("histograms.png")
 
   writer = metric_writers.create_default_writer(output, asynchronous=False)
   for k, grid in enumerate(grids):
@@ -301,7 +306,7 @@ def inspect_data(config, output: str, *, num_batches: int = 4, max_images: int =
       "validation_names": [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
                            for n in val.get("name", [])][:max_images],
       "checks": {"passed": not failures, "failures": failures},
-      "files": files,
+      "files": written,
   }
   tmp = os.path.join(output, ".report.json.tmp")
   with open(tmp, "w", encoding="utf-8") as f:
@@ -337,8 +342,11 @@ def main(argv):
   try:
     report = inspect_data(FLAGS.config, FLAGS.output, num_batches=FLAGS.num_batches,
                           max_images=FLAGS.max_images, max_abs_mean=FLAGS.max_abs_mean)
-  except (InspectionError, ValueError) as e:
+  except InspectionError as e:
     raise SystemExit(f"inspect: {e}") from None
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(json.dumps({"output": os.path.abspath(FLAGS.output), "checks": report["checks"]}))
 
 

@@ -21,9 +21,12 @@ ordered images its middle falls, which gives the requested shares to within a cl
 `mangacolor_images/1.0.0/` (TFRecord shards of PNG images, ids and tags: see
 `tfds_builder`), `splits.json` (the ids of each split and the clusters of more than one
 image) and `prepare_report.json` (split sizes, cluster statistics, the settings and a
-fingerprint of the inputs). The data set is built in a temporary folder inside `--output` and
-moved into place when complete. Re-running with the same inputs and settings does nothing;
-with different ones it stops unless `--overwrite` is given.
+fingerprint of the inputs). The whole folder is built in a temporary folder beside `--output` and
+swapped in when complete: the report is never ahead of the data set. Re-running with the
+same inputs and settings does nothing (once the data set is checked to load with the
+report's split sizes); with different ones it stops unless `--overwrite` is given. Only a
+folder that prepare made, holding nothing but what it wrote there (its marker,
+`.mangacolor_jax.json`, lists those files), is ever replaced.
 """
 
 import functools
@@ -31,6 +34,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from typing import Dict, List, Sequence, Tuple
 
@@ -41,10 +45,12 @@ import numpy as np
 from PIL import Image
 
 from mangacolor_jax.data import clean as clean_lib
+from mangacolor_jax.utils import files
 
 SPLITS = ("train", "validation", "test")
 SPLITS_FILE = "splits.json"
 REPORT = "prepare_report.json"
+COMMAND = "prepare"
 
 
 def parse_split(text: str) -> Tuple[float, float, float]:
@@ -175,18 +181,71 @@ def fingerprint(records: Sequence[dict], settings: dict) -> str:
   return h.hexdigest()
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+def _report(output: str) -> dict | None:
+  try:
+    with open(os.path.join(output, REPORT), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _complete(output: str, report: dict) -> bool:
+  """Whether `output` holds the whole data set its report describes: a report is trusted
+  only together with every file of every split, with the report's example counts."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(tfds_builder.NAME, data_dir=output)
+    splits = builder.info.splits if builder.is_prepared() else {}
+    found = {s: splits[s].num_examples if s in splits else 0 for s in SPLITS}
+    missing = [str(p) for s in SPLITS if s in splits for p in splits[s].filepaths
+               if not os.path.exists(p)]
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("%s: the data set does not load (%s); building it again", output, e)
+    return False
+  if found != report.get("splits") or missing:
+    logging.warning("%s: the data set has splits %s and lacks %d of its files, its report "
+                    "says %s; building it again", output, found, len(missing),
+                    report.get("splits"))
+    return False
+  return True
+
+
+def _check_output(input_dir: str, output: str) -> dict | None:
+  """Checks that `output` may be (re)built; returns its prepare marker, if any."""
+  in_abs, out_abs = os.path.realpath(input_dir), os.path.realpath(output)
+  if out_abs == in_abs or out_abs.startswith(in_abs + os.sep) or in_abs.startswith(
+      out_abs + os.sep):
+    raise ValueError(f"--output={output} must be outside --input={input_dir} (and not "
+                     "contain it): the input is never written to")
+  if not os.path.lexists(out_abs):
+    return None
+  if not os.path.isdir(out_abs):
+    raise files.OutputError(f"--output={output} exists and is not a folder")
+  if not os.listdir(out_abs):
+    return None
+  marker = files.read_marker(out_abs)
+  if marker is None or marker["command"] != COMMAND:
+    raise files.OutputError(
+        f"--output={output} is not empty and is not a data set that prepare built (no "
+        f"prepare {files.MARKER}): give a new or empty folder (it is for this data set "
+        "alone)")
+  foreign = files.foreign_files(out_abs, marker)
+  if foreign:
+    raise files.OutputError(
+        f"--output={output} holds {len(foreign)} file(s) that prepare did not write (e.g. "
+        f"{foreign[0]}); move them out, or give a new folder: prepare replaces its output "
+        "as a whole")
+  return marker
 
 
 def prepare(input_dir: str, output: str, *, split: str = "70/20/10", seed: int = 0,
             cluster_distance: int = 10, cluster_colour: float = 0.08,
             overwrite: bool = False) -> dict:
   """Splits `input_dir` and builds the TFDS data set in `output`; returns the report.
+
+  The whole of `output` is built in a folder beside it and swapped in when complete, so
+  `output` always holds a whole data set (the old one or the new one) with its report.
 
   Raises:
     ValueError: naming the flag: bad --split, --input without images, a validation split
@@ -196,26 +255,20 @@ def prepare(input_dir: str, output: str, *, split: str = "70/20/10", seed: int =
   from mangacolor_jax.data import tfds_builder  # pylint: disable=g-import-not-at-top
 
   fractions = parse_split(split)
-  if os.path.realpath(output) == os.path.realpath(input_dir):
-    raise ValueError(f"--output={output} must not be --input")
+  marker = _check_output(input_dir, output)
   records = load_records(input_dir)
   settings = {"split": [round(f, 6) for f in fractions], "seed": seed,
               "cluster_distance": cluster_distance, "cluster_colour": cluster_colour,
               "builder": tfds_builder.NAME, "version": str(tfds_builder.MangacolorImages.VERSION)}
   print_ = fingerprint(records, settings)
-  report_path = os.path.join(output, REPORT)
-  if os.path.isdir(output) and os.listdir(output):
-    if not os.path.exists(report_path):
-      raise ValueError(f"--output={output} is not empty and holds no {REPORT}: give a new "
-                       "or empty folder (it is for this data set alone)")
-    with open(report_path, encoding="utf-8") as f:
-      old = json.load(f)
-    if old.get("fingerprint") == print_:
-      logging.info("%s is up to date (same images and settings); nothing to do.", output)
-      return old
-    if not overwrite:
+  if marker is not None:
+    old = _report(output)
+    if old is not None and old.get("fingerprint") != print_ and not overwrite:
       raise ValueError(f"--output={output} holds a data set built from other images or "
                        "settings; pass --overwrite to replace it")
+    if old is not None and old.get("fingerprint") == print_ and _complete(output, old):
+      logging.info("%s is up to date (same images and settings); nothing to do.", output)
+      return old
 
   clusters = find_clusters(records, cluster_distance, cluster_colour)
   ids = [r["id"] for r in records]
@@ -234,42 +287,49 @@ def prepare(input_dir: str, output: str, *, split: str = "70/20/10", seed: int =
   builder_records = {s: [{"image": image_of(r), "id": r["id"], "tags": r["tags"]}
                          for r in sorted(rs, key=lambda r: r["id"])]
                      for s, rs in by_split.items()}
-  os.makedirs(output, exist_ok=True)
-  stage = tempfile.mkdtemp(prefix=".prepare-", dir=output)
+  out_abs = os.path.realpath(output)
+  os.makedirs(os.path.dirname(out_abs), exist_ok=True)
+  stage = tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.partial-",
+                           dir=os.path.dirname(out_abs))
   try:
     tfds.disable_progress_bar()
     builder = tfds_builder.MangacolorImages(records=builder_records, data_dir=stage,
                                             file_format="tfrecord")
     builder.download_and_prepare()
-    final = os.path.join(output, tfds_builder.NAME)
-    if os.path.exists(final):
-      shutil.rmtree(final)
-    os.replace(os.path.join(stage, tfds_builder.NAME), final)
-  finally:
+    # Load what was written, as training will.
+    info = tfds.builder(tfds_builder.NAME, data_dir=stage).info
+    sizes = {s: info.splits[s].num_examples if s in info.splits else 0 for s in SPLITS}
+    expected = {s: len(rs) for s, rs in by_split.items()}
+    if sizes != expected:
+      raise RuntimeError(f"{output}: the built splits have {sizes} examples, expected "
+                         f"{expected}")
+    big = [c for c in clusters if len(c) > 1]
+    files.write_json(os.path.join(stage, SPLITS_FILE), {
+        "splits": {s: sorted(r["id"] for r in rs) for s, rs in by_split.items()},
+        "clusters": [sorted(ids[i] for i in c) for c in big]})
+    report = {
+        "input": os.path.abspath(input_dir), "data_dir": os.path.abspath(output),
+        "name": tfds_builder.NAME, "version": settings["version"], "settings": settings,
+        "fingerprint": print_, "images": len(records), "splits": sizes,
+        "split_shares": {s: round(n / len(records), 4) for s, n in sizes.items()},
+        "clusters": len(clusters), "clusters_of_several": len(big),
+        "images_in_clusters_of_several": sum(len(c) for c in big),
+        "largest_cluster": max(len(c) for c in clusters),
+        "bytes": {s: int(info.splits[s].num_bytes) for s in SPLITS if s in info.splits},
+    }
+    files.write_json(os.path.join(stage, REPORT), report)
+    files.write_marker(stage, COMMAND, files.list_files(stage))
+    if os.path.exists(out_abs):
+      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.old-",
+                             dir=os.path.dirname(out_abs))
+      os.replace(out_abs, os.path.join(old, "x"))
+      os.replace(stage, out_abs)
+      shutil.rmtree(old)
+    else:
+      os.replace(stage, out_abs)
+  except BaseException:
     shutil.rmtree(stage, ignore_errors=True)
-
-  # Load what was written, as training will.
-  info = tfds.builder(tfds_builder.NAME, data_dir=output).info
-  sizes = {s: info.splits[s].num_examples if s in info.splits else 0 for s in SPLITS}
-  expected = {s: len(rs) for s, rs in by_split.items()}
-  if sizes != expected:
-    raise RuntimeError(f"{output}: the built splits have {sizes} examples, expected "
-                       f"{expected}")
-  big = [c for c in clusters if len(c) > 1]
-  _write_json(os.path.join(output, SPLITS_FILE), {
-      "splits": {s: sorted(r["id"] for r in rs) for s, rs in by_split.items()},
-      "clusters": [sorted(ids[i] for i in c) for c in big]})
-  report = {
-      "input": os.path.abspath(input_dir), "data_dir": os.path.abspath(output),
-      "name": tfds_builder.NAME, "version": settings["version"], "settings": settings,
-      "fingerprint": print_, "images": len(records), "splits": sizes,
-      "split_shares": {s: round(n / len(records), 4) for s, n in sizes.items()},
-      "clusters": len(clusters), "clusters_of_several": len(big),
-      "images_in_clusters_of_several": sum(len(c) for c in big),
-      "largest_cluster": max(len(c) for c in clusters),
-      "bytes": {s: int(info.splits[s].num_bytes) for s in SPLITS if s in info.splits},
-  }
-  _write_json(report_path, report)
+    raise
   logging.info("prepared %s: %s", output, json.dumps(report["splits"]))
   return report
 
@@ -303,7 +363,8 @@ def main(argv):
                      cluster_distance=FLAGS.cluster_distance,
                      cluster_colour=FLAGS.cluster_colour, overwrite=FLAGS.overwrite)
   except ValueError as e:
-    raise SystemExit(f"prepare: {e}") from None
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(json.dumps({k: report[k] for k in ("data_dir", "images", "splits", "clusters",
                                            "largest_cluster")}, sort_keys=True))
 
