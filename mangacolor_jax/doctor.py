@@ -15,7 +15,7 @@ The checks, in order (MISSION.md part 5):
              inference_deterministic, batchnorm_updates, non_square_shapes
   last       overfit_tiny_subset (the slowest: up to --overfit_steps training steps)
 
-Every check is a function of explicit inputs (batches, a `trainer.Setup`, a state), so
+Every check is a function of explicit inputs (batches, a `state.Networks`, a state), so
 tests plant a fault -- zero weights, a pipeline repeating one batch, unscaled [0, 255]
 inputs, a learning rate 1e4 times too high, a layer cut off from the loss -- by passing a
 broken input, and see that check FAIL. The model checks run unsharded on the default device
@@ -149,7 +149,7 @@ def check_batches_differ(train_batches: Sequence[dict]) -> Result:
 
 def _extract_lineart(targets01: np.ndarray, upscale: int) -> np.ndarray:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import lineart  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.input_pipeline import lineart  # pylint: disable=g-import-not-at-top
   fn = tf.function(lambda image: lineart.fixed_lineart(image, upscale=upscale),
                    autograph=False)
   return np.stack([fn(tf.constant(t, tf.float32)).numpy() for t in targets01])
@@ -164,7 +164,7 @@ def check_target_aligned(train_batches: Sequence[dict], upscale: int = 2) -> Res
   clearly higher (by ALIGN_MARGIN): otherwise the augmentation moved one and not the other.
   """
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import image_metrics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import image_metrics  # pylint: disable=g-import-not-at-top
   batch = train_batches[0]
   fed = (np.asarray(batch["lineart"], np.float32) + 1.0) * 0.5
   targets = np.clip((np.asarray(batch["target"], np.float32) + 1.0) * 0.5, 0.0, 1.0)
@@ -232,10 +232,10 @@ def check_finite(train_batches: Sequence[dict], eval_batches: Sequence[dict], st
 
 
 def expected_init_std() -> float:
-  """Standard deviation of the project's kernel initializer (`fast_layers.conv_init`)."""
+  """Standard deviation of the project's kernel initializer (`layers_lib.conv_init`)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
-  return float(np.std(np.asarray(fast_layers.conv_init(jax.random.key(0), (64, 64, 16)))))
+  from mangacolor_jax.nn import layers as layers_lib  # pylint: disable=g-import-not-at-top
+  return float(np.std(np.asarray(layers_lib.conv_init(jax.random.key(0), (64, 64, 16)))))
 
 
 def check_weights_init(state, expected_std: float | None = None) -> Result:
@@ -270,9 +270,12 @@ def check_weights_init(state, expected_std: float | None = None) -> Result:
 @functools.lru_cache(maxsize=8)
 def _jit_step(setup) -> Callable:
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
-  return xla_cpu.jit(functools.partial(trainer.train_step, setup), setup.config)
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  return compile_lib.jit(functools.partial(step_lib.train_step, setup), setup.config)
 
 
 def _recon_loss(setup, state, batch):
@@ -280,8 +283,8 @@ def _recon_loss(setup, state, batch):
   are 0) in training mode, without dropout randomness (fixed key), on `batch`."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import losses  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import losses  # pylint: disable=g-import-not-at-top
   lc = setup.config.loss
   lineart, target = jnp.asarray(batch["lineart"]), jnp.asarray(batch["target"])
   g_in = setup.generator_input(lineart, hints_lib.no_hints(lineart))
@@ -299,7 +302,7 @@ def check_initial_loss(setup, state, batch) -> Result:
   pixel, which is what a small random generator should be close to."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
   lineart, target = jnp.asarray(batch["lineart"]), jnp.asarray(batch["target"])
   fake = jax.jit(setup.generate)(state, lineart, hints_lib.no_hints(lineart))
   l1 = float(jnp.mean(jnp.abs(fake - target)))
@@ -336,7 +339,7 @@ def check_update_ratio(setup, state, batch) -> Result:
   """The median update-to-weight ratio |dW| / |W| of one real step, per network: far above
   the rule the learning rate is too high (weights jump), far below too low."""
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
   new_state, _ = _jit_step(setup)(state, batch)
   medians = {}
   for net, old, new in (("gen", state.g_params, new_state.g_params),
@@ -369,8 +372,8 @@ def check_gradients(setup, state, batch, opts: dict[str, Any] | None = None) -> 
   gradient RMS shrinks by more than grad_shrink_factor from output to input layer."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import diagnostics  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import models  # pylint: disable=g-import-not-at-top
   opts = opts or diagnostics.options(setup.config)
   batch = {k: jnp.asarray(batch[k]) for k in ("lineart", "target")}
   grads = jax.jit(functools.partial(diagnostics.loss_gradients, setup))(state, batch)
@@ -414,7 +417,7 @@ def check_dead_units(setup, state, batch, opts: dict[str, Any] | None = None) ->
   activation, G and D in training mode on a validation batch."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
   opts = opts or diagnostics.options(setup.config)
 
   def fractions(state, lineart, target):
@@ -475,7 +478,7 @@ def check_inference_deterministic(setup, state, batch) -> Result:
   training-mode outputs differ between dropout keys (dropout on in training)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
   lineart = jnp.asarray(batch["lineart"])
   empty = hints_lib.no_hints(lineart)
   a = np.asarray(setup.generate(state, lineart, empty))
@@ -505,7 +508,7 @@ def check_batchnorm(setup, state, batch) -> Result:
   """BatchNorm statistics change in a training-mode pass and stay put at inference."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
   lineart, target = jnp.asarray(batch["lineart"]), jnp.asarray(batch["target"])
   g_in = setup.generator_input(lineart, hints_lib.no_hints(lineart))
   problems, checked = [], 0
@@ -547,7 +550,7 @@ def check_output_shapes(setup, state) -> Result:
   in training and at inference, and D one logit per patch [B, h, w, 1] with h/w = H/W."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
   h, w = non_square_hw(setup)
   rng = np.random.default_rng(0)
   lineart = jnp.asarray(rng.uniform(-1, 1, (2, h, w, 1)), jnp.float32)
@@ -615,11 +618,11 @@ def check_overfit(setup, state, batch, steps: int = 200, factor: float = 5.0,
 def first_batches(config, seed: int, num_train: int = 4, num_eval: int = 1
                   ) -> tuple[list[dict], list[dict]]:
   """`num_train` training batches and `num_eval` validation batches (valid images only)."""
-  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  it = input_pipeline.create_train_dataset(config, seed=seed).as_numpy_iterator()
+  from mangacolor_jax.input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  it = datasets.create_train_dataset(config, seed=seed).as_numpy_iterator()
   train = [next(it) for _ in range(num_train)]
   evals = []
-  for batch in input_pipeline.create_eval_dataset(config).as_numpy_iterator():
+  for batch in datasets.create_eval_dataset(config).as_numpy_iterator():
     valid = np.asarray(batch.pop("valid")) > 0
     batch.pop("name", None)
     evals.append({k: v[valid] for k, v in batch.items()})
@@ -645,7 +648,7 @@ def run_checks(config, *, setup=None, state=None, train_batches: Sequence[dict] 
 
   Args:
     config: the run's ConfigDict.
-    setup: a `trainer.Setup` (tests pass broken ones).
+    setup: a `state.Networks` (tests pass broken ones).
     state: the initial `GANState` (default: `setup.create_state(key(config.seed))`).
     train_batches, eval_batches: numpy batches (default: the config's pipelines' first).
     images: size of the fixed batch the model checks use (the first training images).
@@ -657,13 +660,16 @@ def run_checks(config, *, setup=None, state=None, train_batches: Sequence[dict] 
     The results, in order.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import diagnostics  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
   # The keys of `trainer.train_and_evaluate`: the same initial state and first batches as a
   # training run of this config (seed -1, a fresh seed there, is 0 here).
-  init_rng, data_rng = jax.random.split(jax.random.key(max(int(config.seed), 0)))
-  data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
-  setup = setup or trainer.Setup(config)
+  keys = seeds.run_keys(max(int(config.seed), 0))
+  init_rng, data_seed = keys.init, keys.data_seed
+  setup = setup or state_lib.create_networks(config)
   if train_batches is None or eval_batches is None:
     t, e = first_batches(config, data_seed)
     train_batches = t if train_batches is None else train_batches
@@ -737,10 +743,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   try:
-    trainer.validate_config(config)
+    config_check.validate_config(config)
   except ValueError as e:
     print(f"FAIL  config                   -  {e}")
     sys.exit(2)

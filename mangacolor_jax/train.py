@@ -26,13 +26,13 @@ def main(argv):
     raise app.UsageError("Too many command-line arguments.")
   # Imported here so that --help answers without loading JAX and TensorFlow.
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import loop  # pylint: disable=g-import-not-at-top
 
   if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID"):
     jax.distributed.initialize()
-  # The trainer logs the process index and devices: asking JAX here would create its
-  # backends before the trainer has set them up (host_memory).
-  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  # The loop logs the process index and devices: asking JAX here would create its
+  # backends before the loop has set them up (runtime.host_memory).
+  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -240,34 +240,35 @@ def run_steps(config, g_lr_fn: Callable, d_lr_fn: Callable, steps: int, *,
   """
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import host_memory  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
-
-  trainer.validate_config(config)
+  from mangacolor_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import mesh as sharding  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import loop  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
+  
+  config_check.validate_config(config)
   reuse_step_memory = host_memory.prepare(config)  # as the trainer does
   mesh = sharding.create_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
-  seed = trainer.resolve_seed(config, None) if seed is None else seed
+  seed = seeds.resolve_seed(config, None) if seed is None else seed
   # The trainer's own optimisers (clipping, betas, frozen parameters...) at a constant rate
   # of 1, followed by a scale of lr_fn(step): Adam at rate lr_fn(step), without copying
   # how the trainer builds its optimisers.
   unit = config.copy_and_resolve_references()
   unit.optim.update(schedule="constant", warmup_steps=0, g_lr=1.0, d_lr=1.0)
-  setup = trainer.Setup(unit)
-  setup.g_tx = optax.chain(setup.g_tx, optax.scale_by_schedule(g_lr_fn))
-  setup.d_tx = optax.chain(setup.d_tx, optax.scale_by_schedule(d_lr_fn))
-  setup.g_lr_fn, setup.d_lr_fn = g_lr_fn, d_lr_fn
-  init_rng, data_rng = jax.random.split(jax.random.key(seed))
-  data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
-  repl = sharding.replicated(mesh)
-  state = jax.jit(setup.create_state, out_shardings=repl)(init_rng)
-  step_fn = xla_cpu.jit(functools.partial(trainer.train_step, setup), config,
-                        in_shardings=(repl, sharding.data_sharded(mesh)),
-                        out_shardings=(repl, repl), donate_argnums=0)
-  batches = input_pipeline.create_train_dataset(
+  nets = state_lib.create_networks(unit)
+  nets = dataclasses.replace(
+      nets, g_tx=optax.chain(nets.g_tx, optax.scale_by_schedule(g_lr_fn)),
+      d_tx=optax.chain(nets.d_tx, optax.scale_by_schedule(d_lr_fn)), g_lr_fn=g_lr_fn,
+      d_lr_fn=d_lr_fn)
+  keys = seeds.run_keys(seed)
+  data_seed = keys.data_seed
+  state = jax.jit(nets.create_state, out_shardings=sharding.replicated(mesh))(keys.init)
+  step_fn = step_lib.compile_train_step(nets, mesh)
+  batches = datasets.create_train_dataset(
       config, seed=data_seed, process_index=jax.process_index(),
       process_count=jax.process_count()).as_numpy_iterator()
   history, start = [], time.time()
@@ -293,13 +294,17 @@ def lr_range(config, workdir: str, lr_min: float = 1e-7, lr_max: float = 1.0,
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import host_memory  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import host_memory  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import loop  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
 
   files.claim_folder(workdir, COMMAND, "--workdir")
   host_memory.prepare(config)  # before jax.process_index() starts JAX
   lrs = geometric_lrs(lr_min, lr_max, steps)
-  seed = trainer.resolve_seed(config, None)
+  seed = seeds.resolve_seed(config, None)
   o = config.optim
   ramps = [("gen", "optim.g_lr", "g_l1")]
   if config.loss.gan != "none":
@@ -520,7 +525,7 @@ def metric_mode(metric: str, mode: str = "auto") -> str:
 
 def collect_trial_metrics(trial_dir: str) -> dict[str, Any]:
   """Eval metrics of a trial's best checkpoint (by eval PSNR, as colorize picks it)."""
-  from mangacolor_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import checkpointing  # pylint: disable=g-import-not-at-top
   with checkpointing.Checkpointer(os.path.join(trial_dir, "checkpoints"),
                                   create=False) as ckpt:
     best, latest = ckpt.best_step(), ckpt.latest_step()
@@ -676,8 +681,12 @@ class Sweep:
     return result
 
   def _run_in_process(self, point: Point) -> dict:
-    from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-    runner = self.runner or trainer.train_and_evaluate
+    from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.training import loop  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
+    runner = self.runner or loop.train_and_evaluate
     trial_dir = os.path.join(self.workdir, self.trial_name(point))
     start = time.time()
     try:

@@ -52,12 +52,12 @@ def apply_overrides(config, overrides: str):
 def jax_worker(args):
   sys.path.insert(0, REPO)
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import benchmark  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import models  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.perf import timing  # pylint: disable=g-import-not-at-top
   config = pix2pix.get_config(str(args.size))
   config.batch_size = args.batch
   apply_overrides(config, args.overrides)
-  bench = benchmark.TrainBench(config)
+  bench = timing.TrainBench(config)
   bench.run(args.warmup)
   info = {"compile_s": round(bench.compile_s, 1),
           "params": models.count_params(bench.state.g_params)

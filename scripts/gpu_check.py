@@ -21,7 +21,7 @@ Variants of the project timed (config overrides of configs/pix2pix.py):
            ConvTranspose) and auto downsampling (off the CPU, the strided Conv)
   phase_s2d  phase upsampling with space-to-depth downsampling
   phase_r49  `phase` with the GPU layer forms of rows 51-52 turned off (module settings,
-           fast_layers.NAME=VALUE, as well as config overrides)
+           conv_forms.NAME=VALUE, as well as config overrides)
 Each row records how the compiled step runs its convolutions (`convs`: cuDNN targets).
 """
 
@@ -40,10 +40,11 @@ VARIANTS = {
     "native": "model.gen_upsample=transpose,model.downsample=conv",
     "phase": "model.gen_upsample=phase,model.downsample=auto",
     "phase_s2d": "model.gen_upsample=phase,model.downsample=space_to_depth",
-    # The GPU layers before docs/performance.md rows 51-52 (fast_layers GPU_ settings off):
+    # The GPU layers before the backward-data upsampling and narrow-layer forms (conv_forms
+    # GPU_ settings off):
     "phase_r49": "model.gen_upsample=phase,model.downsample=auto,"
-                 "fast_layers.GPU_DGRAD_UPSAMPLING=False,fast_layers.GPU_S2D_MAX_CHANNELS=0,"
-                 "fast_layers.GPU_PAD_OUTPUT_CHANNELS=0",
+                 "conv_forms.GPU_DGRAD_UPSAMPLING=False,conv_forms.GPU_S2D_MAX_CHANNELS=0,"
+                 "conv_forms.GPU_PAD_OUTPUT_CHANNELS=0",
 }
 
 
@@ -93,9 +94,9 @@ def part_jax(args):
   import jax  # pylint: disable=g-import-not-at-top
   from bench_vs_torch import apply_overrides  # pylint: disable=g-import-not-at-top
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import benchmark  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
-  defaults = {n: getattr(fast_layers, n) for n in dir(fast_layers) if n.startswith("GPU_")}
+  from mangacolor_jax.nn import conv_forms  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.perf import timing  # pylint: disable=g-import-not-at-top
+  defaults = {n: getattr(conv_forms, n) for n in dir(conv_forms) if n.startswith("GPU_")}
   t_start = time.time()
   print(f"jax {jax.__version__} devices {jax.devices()} (tensorflow imported: "
         f"{'tensorflow' in sys.modules})", flush=True)
@@ -114,14 +115,14 @@ def part_jax(args):
     config.batch_size, config.dtype = batch, dtype
     items = VARIANTS[variant].split(",")
     for name, value in defaults.items():
-      setattr(fast_layers, name, value)
+      setattr(conv_forms, name, value)
     for item in items:
-      if item.startswith("fast_layers."):
-        name, value = item[len("fast_layers."):].split("=")
-        setattr(fast_layers, name, type(defaults[name])(value))
-    apply_overrides(config, ",".join(i for i in items if not i.startswith("fast_layers.")))
+      if item.startswith("conv_forms."):
+        name, value = item[len("conv_forms."):].split("=")
+        setattr(conv_forms, name, type(defaults[name])(value))
+    apply_overrides(config, ",".join(i for i in items if not i.startswith("conv_forms.")))
     t0 = time.time()
-    bench = benchmark.TrainBench(config)
+    bench = timing.TrainBench(config)
     return job, bench, time.time() - t0
 
   rows = []

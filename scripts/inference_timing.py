@@ -1,6 +1,6 @@
 r"""Seconds to colour one large line art on this machine, after compilation; recompiles.
 
-Either a trained workdir (the real `inference.Colorizer`: padding, jitted generator) or a
+Either a trained workdir (the real `infer.colorizer.Colorizer`: padding, jitted generator) or a
 config with freshly initialised weights (the time does not depend on the weights):
 
   .venv/bin/python scripts/inference_timing.py --workdir runs/faces --side 1024
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config (random weights) instead of a workdir.")
-flags.DEFINE_string("workdir", "", "Trained workdir (uses inference.Colorizer).")
+flags.DEFINE_string("workdir", "", "Trained workdir (uses infer.colorizer.Colorizer).")
 flags.DEFINE_integer("side", 1024, "Line art height and width in pixels.")
 flags.DEFINE_integer("repeats", 5, "Timed calls after the first.")
 
@@ -36,17 +36,17 @@ def main(argv):
   lineart = np.where(rng.uniform(size=(FLAGS.side, FLAGS.side, 1)) < 0.05, -1.0,
                      1.0).astype(np.float32)
   if FLAGS.workdir:
-    from mangacolor_jax import inference  # pylint: disable=g-import-not-at-top
-    colorizer = inference.Colorizer(FLAGS.workdir)
+    from mangacolor_jax.infer import colorizer as colorizer_lib  # pylint: disable=g-import-not-at-top
+    colorizer = colorizer_lib.Colorizer(FLAGS.workdir)
     fn, jitted = (lambda: colorizer(lineart)), colorizer._generate  # pylint: disable=protected-access
     what = f"workdir {FLAGS.workdir} (step {colorizer.step})"
   else:
-    from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
-    from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-    from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
-    setup = trainer.Setup(FLAGS.config)
-    state = jax.jit(setup.create_state)(jax.random.key(0))
-    jitted = xla_cpu.jit(setup.generate, FLAGS.config)
+    from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.runtime import compile as compile_lib  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+    nets = state_lib.create_networks(FLAGS.config)
+    state = jax.jit(nets.create_state)(jax.random.key(0))
+    jitted = compile_lib.jit(nets.generate, FLAGS.config)
     x = jax.numpy.asarray(lineart[None])
     fn = lambda: np.asarray(jitted(state, x, hints_lib.no_hints(x)))
     what = "config (random weights)"

@@ -81,9 +81,9 @@ def run_jax(args):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, ".")
-  from mangacolor_jax import fast_layers  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import models  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import models  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import resampling  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()  # compiled as the project compiles (mangacolor_jax.xla_cpu)
@@ -99,21 +99,21 @@ def run_jax(args):
     variants = []
     if kind == "up":
       for up in upsamples:
-        variants.append((up, models.Upsample(c_out, up, dtype=dtype)))
+        variants.append((up, resampling.Upsample(c_out, up, dtype=dtype)))
     elif kind == "down":
       for down in args.downsample.split(","):
-        variants.append((down[:6], fast_layers.Downsample(c_out, down, dtype=dtype)))
+        variants.append((down[:6], resampling.Downsample(c_out, down, dtype=dtype)))
     else:
       variants.append(("conv", models.nn.Conv(c_out, (4, 4), padding=((1, 1), (1, 1)),
                                               dtype=dtype)))
     for vname, module in variants:
       params = module.init(jax.random.key(0), x)
-      fwd = xla_cpu.jit(lambda p, x, m=module: m.apply(p, x), config)
+      fwd = compile_lib.jit(lambda p, x, m=module: m.apply(p, x), config)
 
       def loss(p, x, m=module):
         return jnp.sum(m.apply(p, x).astype(jnp.float32))
 
-      grad = xla_cpu.jit(jax.grad(loss, argnums=(0, 1)), config)
+      grad = compile_lib.jit(jax.grad(loss, argnums=(0, 1)), config)
       t_f = timeit(lambda: jax.block_until_ready(fwd(params, x)), args.reps)
       t_b = timeit(lambda: jax.block_until_ready(grad(params, x)), args.reps)
       report(total, (name, kind, c_in, c_out, s, stride), b, vname, t_f, t_b)
@@ -158,9 +158,9 @@ def main():
   p.add_argument("--ynnpack_convolutions", action="store_true",
                  help="CPU: convolutions by YNNPACK (XLA's default) instead of Eigen")
   p.add_argument("--upsample", default="transpose,phase,resize,subpixel",
-                 help="comma-separated models.Upsample kinds to time (JAX)")
+                 help="comma-separated resampling.Upsample kinds to time (JAX)")
   p.add_argument("--downsample", default="conv,auto,space_to_depth",
-                 help="fast_layers.Downsample kinds to time (JAX): conv, space_to_depth, auto")
+                 help="resampling.Downsample kinds to time (JAX): conv, space_to_depth, auto")
   args = p.parse_args()
   (run_jax if args.framework == "jax" else run_torch)(args)
 

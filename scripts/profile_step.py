@@ -1,6 +1,6 @@
 r"""Where the time of one training step goes: a jax.profiler trace summarised by XLA op.
 
-Compiles the config's real `trainer.train_step` on a fixed in-memory batch, runs a few
+Compiles the config's real `step.train_step` on a fixed in-memory batch, runs a few
 steps under `jax.profiler.trace` (Perfetto JSON), and prints the XLA ops (convolutions,
 fusions, copies, ...) that took the most time, grouped by op and by kind, with the share of
 the step each takes. Also prints XLA's own cost analysis (FLOPs, bytes) of the step. No
@@ -23,7 +23,6 @@ on one: a family whose speedup stays near 1.0 leaves the other cores idle while 
 """
 
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -214,24 +213,22 @@ def main(argv):
     raise app.UsageError("--config is required (or --summarise_trace)")
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import sharding  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
-  mesh = sharding.create_mesh()
-  setup = trainer.Setup(config)
-  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  h, w = setup.image_hw
+  mesh = mesh_lib.create_mesh()
+  nets = state_lib.create_networks(config)
+  h, w = nets.image_hw
   b = config.batch_size
   rng = np.random.default_rng(0)
-  batch = sharding.place_batch({
+  batch = mesh_lib.place_batch({
       "lineart": rng.uniform(-1, 1, (b, h, w, 1)).astype(np.float32),
       "target": rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32)}, mesh)
-  state = jax.jit(setup.create_state, out_shardings=repl)(jax.random.key(0))
-  step_fn = xla_cpu.jit(functools.partial(trainer.train_step, setup), config,
-                        in_shardings=(repl, data), out_shardings=(repl, repl),
-                        donate_argnums=0)
+  state = jax.jit(nets.create_state, out_shardings=mesh_lib.replicated(mesh))(
+      jax.random.key(0))
+  step_fn = step_lib.compile_train_step(nets, mesh)
   compiled = step_fn.lower(state, batch).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

@@ -56,27 +56,27 @@ def run_jax(args):
   import optax  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import compile as compile_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
 
   config = pix2pix.get_config(str(args.size))
   config.batch_size = args.batch
-  setup = trainer.Setup(config)
-  state = jax.jit(setup.create_state)(jax.random.key(0))
+  nets = state_lib.create_networks(config)
+  state = jax.jit(nets.create_state)(jax.random.key(0))
   rng = np.random.default_rng(0)
   shape = (args.batch, args.size, args.size)
   lineart = jnp.asarray(rng.uniform(-1, 1, shape + (1,)), jnp.float32)
   target = jnp.asarray(rng.uniform(-1, 1, shape + (3,)), jnp.float32)
-  g_in = setup.generator_input(lineart, None)
+  g_in = nets.generator_input(lineart, None)
   g_vars = {"batch_stats": state.g_batch_stats}
   d_vars = {"batch_stats": state.d_batch_stats}
 
   def g_fwd(p):
-    return setup.gen.apply({**g_vars, "params": p}, g_in, train=True,
+    return nets.gen.apply({**g_vars, "params": p}, g_in, train=True,
                            mutable=["batch_stats"], rngs={"dropout": jax.random.key(1)})[0]
 
   def d_out(p, image):
-    return setup.disc.apply({**d_vars, "params": p}, lineart, image, train=True,
+    return nets.disc.apply({**d_vars, "params": p}, lineart, image, train=True,
                             mutable=["batch_stats"])[0]
 
   g_grad = jax.grad(lambda p: jnp.mean(jnp.abs(g_fwd(p) - target)))
@@ -84,7 +84,7 @@ def run_jax(args):
   d_input_grad = jax.grad(lambda x: jnp.mean(d_out(state.d_params, x)))
 
   def adam(p, g, opt_state):
-    updates, opt_state = setup.g_tx.update(g, opt_state, p)
+    updates, opt_state = nets.g_tx.update(g, opt_state, p)
     return optax.apply_updates(p, updates), opt_state
 
   grads = jax.jit(g_grad)(state.g_params)
@@ -93,7 +93,7 @@ def run_jax(args):
            ("D fwd+bwd input", d_input_grad, (target,)),
            ("Adam G", adam, (state.g_params, grads, state.g_opt_state))]
   for name, fn, fn_args in parts:
-    compiled = xla_cpu.jit(fn, config).lower(*fn_args).compile()
+    compiled = compile_lib.jit(fn, config).lower(*fn_args).compile()
     report(name, timeit(lambda c=compiled, a=fn_args: jax.block_until_ready(c(*a)),
                         args.reps))
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mangacolor_jax import benchmark
-from mangacolor_jax import colorize
-from mangacolor_jax import evaluate
-from mangacolor_jax import hints as hints_lib
-from mangacolor_jax import inference
-from mangacolor_jax import trainer
+from mangacolor_jax.infer import colorizer as colorizer_lib
+from mangacolor_jax.infer import evaluation as infer_eval
+from mangacolor_jax.training import loop
+from mangacolor_jax.infer import sketches
+from mangacolor_jax.perf import timing
+from mangacolor_jax.nn import hints as hints_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def hint_workdir(tmp_path_factory):
   config = tiny.get_config()
   config.hints.mode = "sparse"
   workdir = str(tmp_path_factory.mktemp("hint_run"))
-  trainer.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   return workdir
 
 
@@ -41,21 +41,21 @@ def test_colorize_real_sketch_any_size(hint_workdir, anime_faces, tmp_path):
   with Image.open(sketch) as im:
     w, h = im.size
   assert h != w and h % 8 and w % 8 or True  # a large, non-square real sketch
-  colorizer = inference.Colorizer(hint_workdir)
+  colorizer = colorizer_lib.Colorizer(hint_workdir)
   out = str(tmp_path / "out.png")
-  colorize.colorize_file(colorizer, sketch, out, None, max_side=0, normalize=True)
+  sketches.colorize_file(colorizer, sketch, out, None, max_side=0, normalize=True)
   with Image.open(out) as im:
     assert im.size == (w, h) and im.mode == "RGB"  # padded, never squashed or cropped
   assert sha256(sketch) == before
   assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
   # --max_side works at a smaller scale and still returns the input's size.
-  colorize.colorize_file(colorizer, sketch, out, None, max_side=256, normalize=True)
+  sketches.colorize_file(colorizer, sketch, out, None, max_side=256, normalize=True)
   with Image.open(out) as im:
     assert im.size == (w, h)
 
 
 def test_colorize_hints_change_the_output(hint_workdir):
-  colorizer = inference.Colorizer(hint_workdir)
+  colorizer = colorizer_lib.Colorizer(hint_workdir)
   assert colorizer.takes_hints
   rng = np.random.default_rng(0)
   lineart = np.where(rng.uniform(size=(40, 56, 1)) < 0.1, -1.0, 1.0).astype(np.float32)
@@ -84,7 +84,7 @@ def test_colorize_command_on_a_folder(hint_workdir, tmp_path):
 
 
 def test_evaluate_reports_hint_and_no_hint_metrics(hint_workdir, ci_faces, tmp_path):
-  result = evaluate.run(hint_workdir, image_dir=str(ci_faces),
+  result = infer_eval.evaluate_run(hint_workdir, image_dir=str(ci_faces),
                         save_images=str(tmp_path / "eval"))
   assert result["images"] == 64
   for key in ("psnr", "ssim", "lab_l1", "colourfulness"):
@@ -99,13 +99,13 @@ def test_evaluate_reports_hint_and_no_hint_metrics(hint_workdir, ci_faces, tmp_p
 
 
 def test_evaluate_defaults_to_the_validation_split(hint_workdir):
-  result = evaluate.run(hint_workdir)
+  result = infer_eval.evaluate_run(hint_workdir)
   assert result["images"] == 16 and result["image_dir"] == "validation split"
   assert json.dumps(result)
 
 
 def test_benchmark_reports_speed_and_memory(tiny_config):
-  result = benchmark.benchmark(tiny_config, steps=2, warmup=1, input_batches=2)
+  result = timing.benchmark(tiny_config, steps=2, warmup=1, input_batches=2)
   for key in ("train_images_per_sec", "inference_images_per_sec", "input_images_per_sec",
               "compile_seconds", "peak_host_memory_mb"):
     assert result[key] > 0, key

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from mangacolor_jax import synthetic
+from mangacolor_jax.input_pipeline import synthetic
 from mangacolor_jax.data import crawl
 from mangacolor_jax.utils import files
 

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from mangacolor_jax import input_pipeline
-from mangacolor_jax import trainer
+from mangacolor_jax.input_pipeline import datasets
+from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.data import inspect as inspect_lib
 
 
@@ -63,12 +63,12 @@ def test_grid_shows_values_exactly_as_the_model_gets_them():
 
 def test_inspect_fails_on_a_pipeline_that_repeats_a_batch(tiny_config, tmp_path,
                                                           monkeypatch):
-  original = input_pipeline.create_train_dataset
+  original = datasets.create_train_dataset
 
   def repeating(*args, **kwargs):
     return original(*args, **kwargs).take(1).repeat()
 
-  monkeypatch.setattr(input_pipeline, "create_train_dataset", repeating)
+  monkeypatch.setattr(datasets, "create_train_dataset", repeating)
   with pytest.raises(inspect_lib.InspectionError, match="identical"):
     inspect_lib.inspect_data(tiny_config, str(tmp_path / "out"), num_batches=2)
   # Everything was written first, so the failure can be looked at.
@@ -130,7 +130,7 @@ def test_trainer_keys_match_the_trainer(tiny_config):
   # The trainer's state key (inspect draws step s's hints from it, as train_step does).
   # Under jit only the key is computed: the model initialisation is dead code.
   init_rng, _ = jax.random.split(jax.random.key(7))
-  setup = trainer.Setup(tiny_config)
+  setup = state_lib.create_networks(tiny_config)
   state_rng = jax.jit(lambda rng: setup.create_state(rng).rng)(init_rng)
   _, train_rng = inspect_lib.trainer_keys(7)
   np.testing.assert_array_equal(jax.random.key_data(train_rng),

@@ -11,7 +11,9 @@ from PIL import ImageDraw
 import pytest
 import tensorflow as tf
 
-from mangacolor_jax import input_pipeline
+from mangacolor_jax.input_pipeline import config_check as data_check
+from mangacolor_jax.input_pipeline import datasets
+from mangacolor_jax.input_pipeline import ops
 from mangacolor_jax.data import prepare
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +68,7 @@ def _equal(a, b):
 
 def test_tfds_train_is_deterministic_resumable_and_splits_over_processes(data_dir):
   config = _config(data_dir, color_jitter=0.5, max_rotation=8.0)
-  first = _take(input_pipeline.create_train_dataset(config, seed=5), 3)
+  first = _take(datasets.create_train_dataset(config, seed=5), 3)
   for batch in first:
     assert batch["lineart"].shape == (4,) + _HW + (1,)
     assert batch["target"].shape == (4,) + _HW + (3,)
@@ -74,13 +76,13 @@ def test_tfds_train_is_deterministic_resumable_and_splits_over_processes(data_di
   assert not np.array_equal(first[0]["target"], first[1]["target"])
   options = tf.data.Options()
   options.threading.private_threadpool_size = 1
-  again = _take(input_pipeline.create_train_dataset(config, seed=5).with_options(options), 3)
+  again = _take(datasets.create_train_dataset(config, seed=5).with_options(options), 3)
   assert all(_equal(a, b) for a, b in zip(first, again))
-  resumed = _take(input_pipeline.create_train_dataset(config, seed=5, start_index=8), 1)[0]
+  resumed = _take(datasets.create_train_dataset(config, seed=5, start_index=8), 1)[0]
   assert _equal(first[2], resumed)
-  other = _take(input_pipeline.create_train_dataset(config, seed=6), 1)[0]
+  other = _take(datasets.create_train_dataset(config, seed=6), 1)[0]
   assert not np.array_equal(first[0]["target"], other["target"])
-  parts = [_take(input_pipeline.create_train_dataset(
+  parts = [_take(datasets.create_train_dataset(
       config, seed=5, start_index=4, process_index=p, process_count=2), 2) for p in range(2)]
   for step in range(2):
     for key in first[0]:
@@ -93,11 +95,11 @@ def test_tfds_epoch_is_the_train_split_and_eval_reads_validation(data_dir):
   n_train = len(splits["train"])
   config = _config(data_dir, augment=False, extractors=("dilate",))
   config.batch_size = n_train
-  epoch = _take(input_pipeline.create_train_dataset(config, seed=0), 1)[0]["target"]
+  epoch = _take(datasets.create_train_dataset(config, seed=0), 1)[0]["target"]
   # The eval pipeline over the train split gives the same un-augmented targets, by id.
   as_eval = _config(data_dir, tfds_eval_split="train", max_val_images=1000)
   as_eval.batch_size = n_train
-  ref = _take(input_pipeline.create_eval_dataset(as_eval), 1)[0]
+  ref = _take(datasets.create_eval_dataset(as_eval), 1)[0]
   assert [n.decode() for n in ref["name"]] == splits["train"]
   matches = [int(np.argmin(np.abs(ref["target"] - t).max(axis=(1, 2, 3)))) for t in epoch]
   assert sorted(matches) == list(range(n_train))  # every image once: a permutation
@@ -105,13 +107,13 @@ def test_tfds_epoch_is_the_train_split_and_eval_reads_validation(data_dir):
   # Each id comes with its own pixels (the centred crop of that picture).
   for name, target in zip(ref["name"], ref["target"]):
     picture = tf.constant(_drawing(int(name.decode()[1:])) / 255.0, tf.float32)
-    crop = input_pipeline._crop_resize(  # pylint: disable=protected-access
+    crop = ops.crop_resize(  # pylint: disable=protected-access
         picture, _HW, tf.constant(1.0), tf.constant([0.5, 0.5]))
     np.testing.assert_allclose(target, crop.numpy() * 2 - 1, atol=1e-5, err_msg=name)
   # Validation: the first max_val_images ids, padded to whole batches.
   config = _config(data_dir)
-  assert input_pipeline.count_eval_images(config) == 5
-  batches = list(input_pipeline.create_eval_dataset(config).as_numpy_iterator())
+  assert datasets.count_eval_images(config) == 5
+  batches = list(datasets.create_eval_dataset(config).as_numpy_iterator())
   names = [n.decode() for b in batches for n, v in zip(b["name"], b["valid"]) if v]
   assert names == splits["validation"][:5]
   assert batches[-1]["valid"].tolist() == [1, 0, 0, 0]
@@ -127,30 +129,30 @@ def test_tfds_epoch_is_the_train_split_and_eval_reads_validation(data_dir):
 def test_tfds_config_errors_name_the_field(data_dir, field, value, message):
   config = _config(data_dir, **{field: value})
   with pytest.raises(ValueError, match=message):
-    input_pipeline.validate_data_config(config)
+    data_check.validate_data_config(config)
 
 
 def test_tfds_dir_without_a_data_set(tmp_path, data_dir):
   with pytest.raises(ValueError, match="no prepared data set"):
-    input_pipeline.create_train_dataset(_config(tmp_path), seed=0)
+    datasets.create_train_dataset(_config(tmp_path), seed=0)
 
 
 # pylint: disable=protected-access
 def test_rotation_zooms_so_no_corner_is_empty():
   flat = tf.fill([32, 48, 3], 0.3)
   for degrees in (-10.0, 4.0, 10.0):
-    out = input_pipeline._rotate(flat, tf.constant(np.radians(degrees), tf.float32))
+    out = ops.rotate(flat, tf.constant(np.radians(degrees), tf.float32))
     np.testing.assert_allclose(out.numpy(), 0.3, atol=1e-5)
   ramp = tf.constant(np.random.default_rng(0).random((32, 48, 3)), tf.float32)
-  same = input_pipeline._rotate(ramp, tf.constant(0.0))
+  same = ops.rotate(ramp, tf.constant(0.0))
   np.testing.assert_allclose(same.numpy(), ramp.numpy(), atol=1e-5)
-  turned = input_pipeline._rotate(ramp, tf.constant(0.1)).numpy()
+  turned = ops.rotate(ramp, tf.constant(0.1)).numpy()
   assert np.abs(turned - ramp.numpy()).mean() > 0.05
 
 
 def test_rotation_changes_only_what_it_should(data_dir):
-  plain = _take(input_pipeline.create_train_dataset(_config(data_dir), seed=1), 1)[0]
-  turned = _take(input_pipeline.create_train_dataset(
+  plain = _take(datasets.create_train_dataset(_config(data_dir), seed=1), 1)[0]
+  turned = _take(datasets.create_train_dataset(
       _config(data_dir, max_rotation=10.0), seed=1), 1)[0]
   # Same images (same permutation and crops), rotated: close but not equal.
   assert not np.array_equal(plain["target"], turned["target"])

@@ -204,7 +204,7 @@ def line_density(rgb: np.ndarray, analysis_side: int) -> float:
   if _LINEART_FN is None:
     # TensorFlow only when measuring: the rest of the module stays light.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from mangacolor_jax import lineart  # pylint: disable=g-import-not-at-top
+    from mangacolor_jax.input_pipeline import lineart  # pylint: disable=g-import-not-at-top
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
     def ink_share(image):

@@ -72,18 +72,18 @@ def collect_batches(config, num_batches: int) -> Tuple[List[Dict[str, np.ndarray
   Validation padding rows (valid == 0) are removed.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import hints as hints_lib  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import trainer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import seeds  # pylint: disable=g-import-not-at-top
 
   seed = int(config.seed)
   if seed < 0:
     logging.warning("config.seed=%d draws a fresh seed per run; inspecting seed 0", seed)
     seed = 0
   data_seed, train_rng = trainer_keys(seed)
-  it = input_pipeline.create_train_dataset(config, seed=data_seed).as_numpy_iterator()
+  it = datasets.create_train_dataset(config, seed=data_seed).as_numpy_iterator()
   train = [dict(next(it)) for _ in range(num_batches)]
-  val = dict(next(input_pipeline.create_eval_dataset(config).as_numpy_iterator()))
+  val = dict(next(datasets.create_eval_dataset(config).as_numpy_iterator()))
   keep = val.pop("valid") > 0
   val = {k: v[keep] for k, v in val.items()}
   if config.hints.mode == "sparse":
@@ -93,7 +93,7 @@ def collect_batches(config, num_batches: int) -> Tuple[List[Dict[str, np.ndarray
           hint_rng, batch["target"], config.hints.max_points, config.hints.drop_prob))
     # Evaluation gives hints to every image (drop 0), from the trainer's fixed key.
     val["hints"] = np.asarray(hints_lib.sample_hints(
-        jax.random.fold_in(jax.random.key(trainer.EVAL_HINTS_SEED), 0), val["target"],
+        seeds.eval_hints_key(0), val["target"],
         config.hints.max_points, 0.0))
   return train, val
 
@@ -265,13 +265,13 @@ def inspect_data(config, output: str, *, num_batches: int = 4, max_images: int =
     ValueError: a bad config (from the input pipeline) or --num_batches < 2.
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.input_pipeline import config_check  # pylint: disable=g-import-not-at-top
 
   if num_batches < 2:
     raise ValueError(f"--num_batches={num_batches}: need at least 2 to compare batches")
   files.claim_folder(output, COMMAND, "--output")
   train, val = collect_batches(config, num_batches)
-  hw = input_pipeline.image_hw(config)
+  hw = config_check.image_hw(config)
   failures = check_batches(train, val, config.batch_size, hw, max_abs_mean)
 
   written = []

@@ -1,0 +1,1 @@
+"""Seeing inside training: TensorBoard diagnostics and the debugging checklist."""

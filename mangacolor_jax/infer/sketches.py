@@ -1,0 +1,107 @@
+"""Colouring image files: a sketch (and its hint image) in, a picture out, and the pairs
+of files a colorize command reads and writes."""
+
+import os
+
+from absl import logging
+import numpy as np
+from PIL import Image
+
+from mangacolor_jax.infer import colorizer as colorizer_lib
+from mangacolor_jax.infer import ensemble as ensemble_lib
+from mangacolor_jax.nn import hints as hints_lib
+from mangacolor_jax.utils import files
+
+COMMAND = "colorize"
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def colorize_file(colorizer, src: str, dst: str, hints_path: str | None, max_side: int,
+                  normalize: bool) -> None:
+  """Colours one file into `dst` (atomic write, marked as colorize's)."""
+  lineart = colorizer_lib.read_lineart(src, normalize=normalize)
+  h, w = lineart.shape[:2]
+  hint_tensor = None
+  if hints_path:
+    if not colorizer.takes_hints:
+      logging.warning("the model was trained without hints (hints.mode=none): %s is "
+                      "ignored", hints_path)
+    else:
+      with Image.open(hints_path) as im:
+        rgba = np.asarray(im.convert("RGBA"))
+      if rgba.shape[:2] != (h, w):
+        raise ValueError(f"--hints {hints_path} is {rgba.shape[1]}x{rgba.shape[0]} but the "
+                         f"line art {src} is {w}x{h}; they must be the same size")
+      hint_tensor = hints_lib.hints_from_rgba(rgba)
+  scale = max_side / max(h, w) if max_side and max(h, w) > max_side else 1.0
+  if scale != 1.0:
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = Image.fromarray(lineart[..., 0]).resize((sw, sh), Image.BILINEAR)
+    lineart = np.asarray(small)[..., None]
+    if hint_tensor is not None:
+      hint_tensor = resize_hints(hint_tensor, sh, sw)
+  rgb = colorizer(lineart, hint_tensor)
+  if scale != 1.0:
+    rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
+  os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+  files.save_image(dst, rgb, COMMAND)
+
+
+def resize_hints(hint_tensor, h, w):
+  """Nearest-neighbour placement of hint pixels on a smaller grid."""
+  out = np.zeros((h, w, 4), np.float32)
+  ys, xs = np.nonzero(hint_tensor[..., 3] > 0)
+  sy, sx = h / hint_tensor.shape[0], w / hint_tensor.shape[1]
+  out[np.minimum((ys * sy).astype(int), h - 1),
+      np.minimum((xs * sx).astype(int), w - 1)] = hint_tensor[ys, xs]
+  return out
+
+
+def create_colorizer(workdir, ensemble, checkpoint, weights="uniform"):
+  """A Colorizer, or an EnsembleColorizer for --ensemble or several --checkpoint steps.
+
+  Raises:
+    ValueError: for both or neither of --workdir and --ensemble, or ambiguous members.
+  """
+  if bool(workdir) == bool(ensemble):
+    raise ValueError("give exactly one of --workdir (one run) and --ensemble (several)")
+  if workdir and "," not in checkpoint:
+    colorizer = colorizer_lib.Colorizer(workdir, checkpoint)
+    logging.info("colouring with step %d of %s", colorizer.step, workdir)
+    return colorizer
+  members = ensemble_lib.parse_members(workdir or ensemble, checkpoint)
+  colorizer = ensemble_lib.EnsembleColorizer(members, weights)
+  logging.info("colouring with an ensemble (%s weights) of %s", weights,
+               [f"{m.workdir}@{m.step}" for m in colorizer.members])
+  return colorizer
+
+
+def plan_outputs(src: str, dst: str, hints: str | None) -> list[tuple[str, str]]:
+  """(input, output) pairs for --input / --output, after checking that nothing a user
+  owns would be overwritten: a folder --output must be colorize's own (or new), and a file
+  --output may only replace an image that colorize wrote.
+
+  Raises:
+    ValueError (files.OutputError for outputs): naming the flag.
+  """
+  if os.path.isdir(src):
+    names = sorted(n for n in os.listdir(src) if n.lower().endswith(EXTENSIONS))
+    if not names:
+      raise ValueError(f"--input folder {src} holds no {EXTENSIONS} image")
+    if hints:
+      raise ValueError("--hints needs a single --input image, not a folder")
+    if os.path.abspath(dst) == os.path.abspath(src):
+      raise ValueError("--output must differ from --input: inputs are never overwritten")
+    files.claim_folder(dst, COMMAND, "--output")
+    return [(os.path.join(src, n), os.path.join(dst, os.path.splitext(n)[0] + ".png"))
+            for n in names]
+  if not os.path.isfile(src):
+    raise ValueError(f"--input {src} does not exist")
+  if os.path.isdir(dst):
+    dst = os.path.join(dst, os.path.splitext(os.path.basename(src))[0] + ".png")
+  if os.path.abspath(dst) == os.path.abspath(src):
+    raise ValueError("--output must differ from --input: inputs are never overwritten")
+  if os.path.lexists(dst) and not files.written_by(dst, COMMAND):
+    raise files.OutputError(f"--output={dst} exists and was not written by colorize: "
+                            "choose another name (colorize never overwrites other files)")
+  return [(src, dst)]

@@ -1,0 +1,259 @@
+"""The training and evaluation datasets: (line art, colour target) pairs, by tf.data.
+
+Sources (`config.data.source`, one class each in `sources.py`):
+
+* ``synthetic``: one procedurally drawn character (`synthetic.render`), no files. The train
+  split is renderer indices [0, num_train), the validation split [num_train, num_train +
+  num_val), both from `SYNTHETIC_DATA_SEED`, which does not depend on `config.seed`: every
+  run sees the same validation images.
+* ``folder``: every JPEG/PNG/WebP under `config.data.image_dir` (recursive), any size and
+  aspect, gray and RGBA too (alpha is composited on white). A fixed share
+  (`config.data.val_fraction`) is held out by `files.split_files`, again independent of the seed.
+* ``tfds``: the TFDS data set `python -m mangacolor_jax.data.prepare` builds in
+  `config.data.tfds_dir` (`tfds.builder(config.data.tfds_name, data_dir=...)`): training
+  reads split `config.data.tfds_train_split` ("train"), evaluation
+  `config.data.tfds_eval_split` ("validation"; "test" for the final numbers). Each split is
+  read once, undecoded (`tfds.decode.SkipDecoding`), into host memory as a list of encoded
+  images ordered by id; example i is then item i of that list, decoded in the map like a
+  folder's file. That random access is what keeps this source's guarantees identical to
+  the folder's: the same permutation and per-example randomness, and a resume that skips
+  by arithmetic, before anything is decoded (TFRecord shards can only be read in order, so
+  streaming them would mean reading -- and with a shuffle buffer, decoding -- everything
+  skipped). The cost is host memory of about the split's encoded size per process: the
+  prepare report gives it (`bytes`): 52 MB for the 5.5k 64x64 faces of the development
+  set; at their compression, 100k 256-px PNGs would take about 15 GB.
+
+Training batches are reproducible bit for bit from (config, seed, start_index), whatever the
+parallelism: example number g of the run (counted over global batches) is fully determined by
+g -- which image (a stateless permutation per epoch, `tf.random.experimental.index_shuffle`)
+and every random augmentation and line-art choice (stateless ops keyed by (seed, g)). So
+resuming at step s is `start_index = s * config.batch_size`, which costs nothing (no element
+is produced and thrown away), and a process of a multi-process run takes its slice of every
+global batch: the union over processes is the single-process batch.
+
+Training augmentation (`config.data.augment`): a random crop with the output's aspect
+(`crop_scale`, at a random position: the shift), an optional small rotation
+(`max_rotation` degrees, zoomed so no corner is left empty; 0 by default), a flip, and
+colour jitter of the target (`color_jitter`: hue, saturation, brightness); the line art is
+extracted after all of them, so the pair stays consistent.
+
+Use from JAX:
+
+  ds = datasets.create_train_dataset(config, seed=data_seed, start_index=step * bs,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count())
+  for batch in ds.as_numpy_iterator():  # dict of numpy arrays, never ends
+    batch["lineart"]  # float32 [b, H, W, 1] in [-1, 1], -1 = ink
+    batch["target"]   # float32 [b, H, W, 3] in [-1, 1]
+
+  for batch in datasets.create_eval_dataset(config).as_numpy_iterator():  # finite
+    batch["valid"]    # float32 [b], 0 for the padding of the last batch: mask metrics
+    batch["name"]     # bytes [b], file base name (b"" for padding)
+
+Each process gets b = config.batch_size // process_count examples per batch; place them with
+`jax.make_array_from_process_local_data`. TensorFlow is kept off the GPUs (`tf_cpu`) so that
+it does not take accelerator memory from JAX.
+"""
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from mangacolor_jax.input_pipeline import config_check
+from mangacolor_jax.input_pipeline import lineart
+from mangacolor_jax.input_pipeline import ops
+from mangacolor_jax.input_pipeline import sources
+from mangacolor_jax.input_pipeline.tf_cpu import tf
+
+# Salts that keep the permutation and the per-example randomness of one seed apart.
+_SHUFFLE_SALT = 0x5F1E
+_SAMPLE_SALT = 0xA6
+# Separate from the six per-example keys so that turning rotation on changes nothing else.
+_ROTATION_SALT = 0x207
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _batch_split(config, process_index: int, process_count: int) -> int:
+  """Per-process batch size; raises ValueError if the global batch does not divide."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} not in [0, {process_count})")
+  if config.batch_size % process_count:
+    raise ValueError(f"config.batch_size={config.batch_size} does not divide over "
+                     f"{process_count} processes")
+  return config.batch_size // process_count
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  return options
+
+
+# ----------------------------------------------------------------------------------------
+# Datasets.
+
+
+def create_train_dataset(config,
+                         *,
+                         seed: int,
+                         start_index: int = 0,
+                         process_index: int = 0,
+                         process_count: int = 1) -> tf.data.Dataset:
+  """Infinite, shuffled, augmented training batches for this process.
+
+  Args:
+    config: the run's ConfigDict (`batch_size` and `data` are read).
+    seed: seed of the order, augmentations and line-art choices.
+    start_index: number of examples (global, over all processes) already consumed: pass
+      step * config.batch_size to resume a run exactly where it stopped.
+    process_index: this process's index (jax.process_index()).
+    process_count: number of processes (jax.process_count()).
+
+  Returns:
+    A dataset of dicts {"lineart": float32 [b, H, W, 1], "target": float32 [b, H, W, 3]},
+    both in [-1, 1], with b = config.batch_size // process_count.
+
+  Raises:
+    ValueError: for a bad config (see `validate_data_config`), a batch that does not divide
+      over the processes, or a multi-process start_index that is not a whole number of
+      global batches.
+  """
+  config_check.validate_data_config(config)
+  data = config.data
+  per_process = _batch_split(config, process_index, process_count)
+  global_batch = config.batch_size
+  if start_index < 0 or (process_count > 1 and start_index % global_batch):
+    raise ValueError(f"start_index={start_index} must be >= 0 and, with several processes, "
+                     f"a multiple of config.batch_size={global_batch}")
+  source = sources.create_source(config, "train")
+  n = source.size
+  hw = config_check.image_hw(config)
+  seed = ops.to_int64_seed(seed)
+  shuffle_key = tf.constant([seed, _SHUFFLE_SALT], tf.int64)
+  sample_key = tf.constant([seed, _SAMPLE_SALT], tf.int64)
+  extractors = tuple(data.extractors) if not isinstance(data.extractors, str) else (
+      data.extractors,)
+  lo_scale, hi_scale = (float(v) for v in data.crop_scale)
+  max_rotation = math.radians(float(data.get("max_rotation", 0.0)))
+
+  def example_number(local):
+    # Local counter -> global example number g: this process's slice of each global batch.
+    return (local // per_process) * global_batch + process_index * per_process + (
+        local % per_process)
+
+  def make_example(g):
+    epoch, position = g // n, g % n
+    index = tf.random.experimental.index_shuffle(
+        position, tf.random.experimental.stateless_fold_in(shuffle_key, epoch),
+        max_index=n - 1)
+    keys = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(sample_key, g), num=6)
+    image = source.load(index)
+    if data.augment:
+      u = tf.random.stateless_uniform([3], keys[0])
+      scale = lo_scale + (hi_scale - lo_scale) * u[0]
+      target = ops.crop_resize(image, hw, scale, u[1:])
+      if max_rotation > 0:
+        rotation_key = tf.random.experimental.stateless_fold_in(
+            tf.random.experimental.stateless_fold_in(sample_key, g), _ROTATION_SALT)
+        target = ops.rotate(target, tf.random.stateless_uniform(
+            [], rotation_key, -max_rotation, max_rotation))
+      if data.flip:
+        target = tf.image.stateless_random_flip_left_right(target, keys[1])
+      if data.color_jitter > 0:
+        target = ops.color_jitter(target, float(data.color_jitter), keys[2:5])
+    else:
+      target = ops.crop_resize(image, hw, tf.constant(1.0), tf.constant([0.5, 0.5]))
+    art = lineart.random_lineart(
+        target, keys[5], extractors=extractors, xdog_sigma=tuple(data.xdog_sigma),
+        dilate_gain=tuple(data.dilate_gain), upscale=int(data.lineart_upscale))
+    return {"lineart": art * 2.0 - 1.0, "target": target * 2.0 - 1.0}
+
+  # Skipping is arithmetic: the stream starts at this process's first example after
+  # start_index, and nothing before it is ever made.
+  first_local = (start_index // global_batch) * per_process + start_index % global_batch
+  ds = tf.data.Dataset.range(first_local, _INT64_MAX)
+  ds = ds.map(lambda local: make_example(example_number(local)),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if source.decodes_files:
+    # A file that does not decode is dropped (with a warning) rather than ending a long
+    # run; which files those are is fixed, so the stream stays reproducible.
+    ds = ds.ignore_errors(log_warning=True)
+  ds = ds.batch(per_process, drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  return ds.with_options(_options())
+
+
+def count_eval_images(config, image_dir: Optional[str] = None) -> int:
+  """Number of real (not padding) images `create_eval_dataset` yields over all processes."""
+  if image_dir is not None:
+    return len(config_check.check_folder(image_dir, "image_dir"))
+  config_check.validate_data_config(config)
+  return sources.create_source(config, "val").size
+
+
+def create_eval_dataset(config,
+                        *,
+                        image_dir: Optional[str] = None,
+                        process_index: int = 0,
+                        process_count: int = 1) -> tf.data.Dataset:
+  """Finite, deterministic evaluation batches for this process.
+
+  The validation split (at most `config.data.max_val_images` images) or, with `image_dir`,
+  every image of that folder (no split, no cap: the evaluate command). No augmentation:
+  a centred crop with the output's aspect, resized, and `lineart.fixed_lineart`. The last
+  global batch is padded to full size; padding has valid = 0, zero images and name b"".
+
+  Args:
+    config: the run's ConfigDict.
+    image_dir: optional folder to evaluate instead of the configured source.
+    process_index: this process's index.
+    process_count: number of processes.
+
+  Returns:
+    A dataset of dicts {"lineart": float32 [b, H, W, 1], "target": float32 [b, H, W, 3]
+    (both in [-1, 1]), "valid": float32 [b], "name": string [b]}, with
+    b = config.batch_size // process_count.
+  """
+  config_check.validate_data_config(config)
+  per_process = _batch_split(config, process_index, process_count)
+  global_batch = config.batch_size
+  source = sources.create_source(config, "val", image_dir=image_dir)
+  n = source.size
+  hw = config_check.image_hw(config)
+  upscale = int(config.data.lineart_upscale)
+  num_batches = -(-n // global_batch)
+
+  def make_example(local):
+    g = (local // per_process) * global_batch + process_index * per_process + (
+        local % per_process)
+    valid = g < n
+    index = tf.minimum(g, n - 1)
+
+    def real():
+      target = ops.crop_resize(source.load(index), hw, tf.constant(1.0),
+                            tf.constant([0.5, 0.5]))
+      return lineart.fixed_lineart(target, upscale=upscale) * 2.0 - 1.0, target * 2.0 - 1.0
+
+    def padding():
+      return tf.zeros(list(hw) + [1]), tf.zeros(list(hw) + [3])
+
+    art, target = tf.cond(valid, real, padding)
+    return {
+        "lineart": tf.ensure_shape(art, list(hw) + [1]),
+        "target": tf.ensure_shape(target, list(hw) + [3]),
+        "valid": tf.cast(valid, tf.float32),
+        "name": tf.where(valid, source.name(index), ""),
+    }
+
+  ds = tf.data.Dataset.range(num_batches * per_process)
+  ds = ds.map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(per_process, drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  options = _options()
+  # Without tf.data's autotuner (AUTOTUNE above then means one worker per core): with it,
+  # starting an evaluation pass stalled for ~16 s in about half of the passes at 256x256
+  # on 2 cores, for no faster input (docs/performance.md, row 49).
+  options.autotune.enabled = False
+  return ds.with_options(options)

@@ -1,0 +1,114 @@
+"""Where the colour images of a split come from: one class per `config.data.source`.
+
+A source has `size` items; `load(i)` gives item i as float32 [h, w, 3] RGB in [0, 1] and
+`name(i)` its name, both TensorFlow ops on a scalar index tensor, for use inside
+`Dataset.map`. `create_source(config, split)` picks the class.
+"""
+
+import os
+from typing import List, Optional
+
+from absl import logging
+import numpy as np
+
+from mangacolor_jax.input_pipeline import config_check
+from mangacolor_jax.input_pipeline import files
+from mangacolor_jax.input_pipeline import ops
+from mangacolor_jax.input_pipeline import synthetic
+from mangacolor_jax.input_pipeline import tfds_data
+from mangacolor_jax.input_pipeline.tf_cpu import tf
+
+# Renderer seed of the synthetic data set. Fixed (not config.seed) so that the validation
+# images, and so the validation metrics, are comparable between runs.
+SYNTHETIC_DATA_SEED = 20180101
+
+
+class SyntheticSource:
+  """The procedural character (`synthetic.render`): train items are renderer indices
+  [0, num_train), validation items [num_train, num_train + num_val), at the output size."""
+  decodes_files = False
+
+  def __init__(self, config, split: str):
+    data = config.data
+    self.hw = config_check.image_hw(config)
+    if split == "train":
+      self.first, self.size = 0, int(data.num_train)
+    else:
+      self.first = int(data.num_train)
+      self.size = min(int(data.num_val), int(data.max_val_images))
+
+  def load(self, i: tf.Tensor) -> tf.Tensor:
+    h, w = self.hw
+    first = self.first
+    image = tf.numpy_function(
+        lambda j: synthetic.render(SYNTHETIC_DATA_SEED, first + int(j), h, w), [i],
+        tf.uint8, stateful=False)
+    image = tf.ensure_shape(image, [h, w, 3])
+    return tf.cast(image, tf.float32) * (1.0 / 255.0)
+
+  def name(self, i: tf.Tensor) -> tf.Tensor:
+    """synthetic_{index:05d}.png"""
+    number = tf.strings.as_string(tf.cast(i, tf.int64) + self.first, width=5, fill="0")
+    return tf.strings.join(["synthetic_", number, ".png"])
+
+
+class FolderSource:
+  """Image files, decoded when loaded; named by their base names."""
+  decodes_files = True
+
+  def __init__(self, paths: List[str]):
+    self.files = paths
+    self.size = len(paths)
+    self._paths = tf.constant(paths)
+    self._names = tf.constant([os.path.basename(f) for f in paths])
+
+  def load(self, i: tf.Tensor) -> tf.Tensor:
+    return ops.decode_rgb(tf.io.read_file(tf.gather(self._paths, i)))
+
+  def name(self, i: tf.Tensor) -> tf.Tensor:
+    return tf.gather(self._names, i)
+
+
+class TfdsSource:
+  """A split of the prepared TFDS data set, held encoded in host memory, ordered by id
+  (`tfds_data.load_split`), decoded when loaded; named by its ids."""
+  decodes_files = True
+
+  def __init__(self, config, split: str):
+    tfds_dir, name, train_split, eval_split = tfds_data.fields(config)
+    encoded, ids = tfds_data.load_split(tfds_dir, name,
+                                        train_split if split == "train" else eval_split)
+    if split != "train":
+      cap = int(config.data.max_val_images)
+      encoded, ids = encoded[:cap], ids[:cap]
+    self._encoded = encoded
+    self.size = len(encoded)
+    self._names = tf.constant(list(ids))
+
+  def load(self, i: tf.Tensor) -> tf.Tensor:
+    encoded = self._encoded
+    # A Python list lookup (microseconds under the GIL): the bytes are not put in the
+    # graph, where a large constant would hit the 2 GB GraphDef limit.
+    contents = tf.numpy_function(lambda j: np.array(encoded[int(j)], dtype=object), [i],
+                                 tf.string, stateful=False)
+    return ops.decode_rgb(tf.ensure_shape(contents, []))
+
+  def name(self, i: tf.Tensor) -> tf.Tensor:
+    return tf.gather(self._names, i)
+
+
+def create_source(config, split: str, image_dir: Optional[str] = None):
+  """The source of `split` ("train" or "val") of `config.data.source`, or, with
+  `image_dir`, every image of that folder (no split, no cap)."""
+  data = config.data
+  if image_dir is not None:
+    return FolderSource(config_check.check_folder(image_dir, "image_dir"))
+  if data.source == "tfds":
+    return TfdsSource(config, split)
+  if data.source == "synthetic":
+    return SyntheticSource(config, split)
+  train, val = files.split_files(files.list_images(os.path.expanduser(data.image_dir)),
+                                 data.val_fraction)
+  logging.info("Folder %s: %d train and %d validation files (%s split).", data.image_dir,
+               len(train), len(val), split)
+  return FolderSource(train if split == "train" else val[:int(data.max_val_images)])

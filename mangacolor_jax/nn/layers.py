@@ -1,0 +1,43 @@
+"""Normalisations and activations of the networks, chosen by name from the config."""
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+NORMS = ("batch", "instance", "layer", "none")
+ACTIVATIONS = ("relu", "leaky_relu", "prelu")
+# pix2pix initialisation: N(0, 0.02) kernels, zero biases (every convolution of the project).
+conv_init = nn.initializers.normal(0.02)
+
+
+def make_norm(kind: str, train: bool, dtype: Any) -> Callable[..., nn.Module]:
+  """Returns a constructor for the normalisation layer `kind` (called with `name=`)."""
+  if kind == "batch":
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=dtype)
+  if kind == "instance":
+    return functools.partial(nn.InstanceNorm, epsilon=1e-5, dtype=dtype)
+  if kind == "layer":
+    # Over height, width and channels of each example: a CNN's layer norm.
+    return functools.partial(nn.LayerNorm, epsilon=1e-5, reduction_axes=(-3, -2, -1),
+                             feature_axes=-1, dtype=dtype)
+  if kind == "none":
+    return lambda name=None: (lambda x: x)
+  raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+
+
+class Activation(nn.Module):
+  """ReLU, leaky ReLU (slope 0.2) or PReLU (learned slope, one per layer)."""
+  kind: str = "relu"
+
+  @nn.compact
+  def __call__(self, x):
+    if self.kind == "relu":
+      return nn.relu(x)
+    if self.kind == "leaky_relu":
+      return nn.leaky_relu(x, 0.2)
+    if self.kind == "prelu":
+      return nn.PReLU(param_dtype=jnp.float32, negative_slope_init=0.2)(x)
+    raise ValueError(f"unknown activation {self.kind!r}; choose one of {ACTIVATIONS}")

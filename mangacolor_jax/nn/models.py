@@ -1,0 +1,171 @@
+"""Generator (U-Net) and conditional PatchGAN discriminator, as pure Flax linen modules.
+
+Both are fully convolutional: any input whose sides are multiples of 2**depth works, so the
+colorize command can run on line art of any size and aspect after padding. Losses live in
+`losses.py`, the layers in `layers.py` and `resampling.py`; these modules only map arrays
+to arrays.
+"""
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mangacolor_jax.nn import conv_forms
+from mangacolor_jax.nn import layers as layers_lib
+from mangacolor_jax.nn import resampling
+
+
+class UNetGenerator(nn.Module):
+  """pix2pix-style U-Net: `depth` stride-2 downsamplings, mirrored upsamplings, skips.
+
+  Encoder level i: [activation unless i == 0] -> 4x4/2 conv -> [norm unless first or
+  innermost]. Decoder level i: ReLU-like activation -> upsample -> [norm unless outermost]
+  -> [dropout] -> concat the matching encoder output. The last layer maps to RGB with tanh,
+  so outputs are in [-1, 1] like the targets.
+
+  Attributes:
+    features: width of the first level; doubles per level up to `max_features`.
+    max_features: channel cap.
+    depth: number of downsamplings (inputs need sides divisible by 2**depth).
+    out_channels: 3 (RGB).
+    norm: batch | instance | layer | none.
+    activation: relu | leaky_relu | prelu, used in the decoder (encoder: leaky ReLU, as
+      pix2pix, unless activation is prelu).
+    upsample: resize | transpose | subpixel | phase (`Upsample`).
+    dropout: decoder dropout rate on the innermost half of the levels (0 turns it off).
+    downsample: how the encoder's 4x4/2 convs are computed (`Downsample`):
+      conv, space_to_depth or auto; the same function and parameters either way.
+    dtype: computation dtype (parameters stay float32).
+  """
+  features: int = 32
+  max_features: int = 256
+  depth: int = 4
+  out_channels: int = 3
+  norm: str = "batch"
+  activation: str = "relu"
+  upsample: str = "resize"
+  dropout: float = 0.0
+  downsample: str = "conv"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    norm = layers_lib.make_norm(self.norm, train, self.dtype)
+    conv = functools.partial(resampling.Downsample, kind=self.downsample, use_bias=False,
+                             dtype=self.dtype)
+    widths = [min(self.features * 2**i, self.max_features) for i in range(self.depth)]
+    enc_act = "prelu" if self.activation == "prelu" else "leaky_relu"
+
+    x = x.astype(self.dtype)
+    skips = []
+    for i, width in enumerate(widths):
+      if i > 0:
+        x = layers_lib.Activation(enc_act, name=f"enc{i}_act")(x)
+      x = conv(width, name=f"enc{i}_conv")(x)
+      if 0 < i < self.depth - 1:
+        x = norm(name=f"enc{i}_norm")(x)
+      skips.append(x)
+
+    for i in reversed(range(self.depth)):
+      if i < self.depth - 1:
+        x = jnp.concatenate([skips[i], x], axis=-1)
+      x = layers_lib.Activation(self.activation, name=f"dec{i}_act")(x)
+      out = self.out_channels if i == 0 else widths[i - 1]
+      x = resampling.Upsample(out, self.upsample, use_bias=(i == 0), dtype=self.dtype,
+                   name=f"dec{i}_up")(x)
+      if i > 0:
+        x = norm(name=f"dec{i}_norm")(x)
+        if self.dropout > 0 and i >= self.depth // 2:
+          x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class PatchDiscriminator(nn.Module):
+  """Conditional PatchGAN: sees line art (and hints) concatenated with a colour image.
+
+  `layers` stride-2 4x4 convs after the first, then a stride-1 conv and a 1-channel conv
+  giving one logit per patch (layers=3: the 70x70 PatchGAN of pix2pix). `downsample` as
+  in `UNetGenerator`.
+  """
+  features: int = 32
+  layers: int = 3
+  max_features: int = 512
+  norm: str = "batch"
+  activation: str = "leaky_relu"
+  downsample: str = "conv"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, condition, image, *, train: bool):
+    norm = layers_lib.make_norm(self.norm, train, self.dtype)
+    conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=((1, 1), (1, 1)),
+                             dtype=self.dtype, kernel_init=layers_lib.conv_init)
+    down = functools.partial(resampling.Downsample, kind=self.downsample, dtype=self.dtype)
+    x = jnp.concatenate([condition, image], axis=-1).astype(self.dtype)
+    x = down(self.features, use_bias=True, name="conv0")(x)
+    x = layers_lib.Activation(self.activation, name="act0")(x)
+    for k in range(1, self.layers + 1):
+      width = min(self.features * 2**k, self.max_features)
+      if k < self.layers:
+        x = down(width, use_bias=False, name=f"conv{k}")(x)
+      else:
+        x = conv(width, use_bias=False, name=f"conv{k}")(x)
+      x = norm(name=f"norm{k}")(x)
+      x = layers_lib.Activation(self.activation, name=f"act{k}")(x)
+    x = conv(1, strides=(1, 1), use_bias=True, name="logits",
+             conv_general_dilated=conv_forms.padded_output_conv)(x)
+    return x.astype(jnp.float32)
+
+
+def validate_model_config(config, image_hw: tuple[int, int]) -> None:
+  """Raises ValueError naming the field of `config.model` that cannot work at `image_hw`."""
+  m = config.model
+  for field, value, choices in (("norm", m.norm, layers_lib.NORMS),
+                                ("disc_norm", m.disc_norm, layers_lib.NORMS),
+                                ("activation", m.activation, layers_lib.ACTIVATIONS),
+                                ("gen_upsample", m.gen_upsample, resampling.UPSAMPLES),
+                                ("downsample", m.downsample, resampling.DOWNSAMPLES)):
+    if value not in choices:
+      raise ValueError(f"config.model.{field}={value!r} is not one of {choices}")
+  for field in ("gen_features", "gen_depth", "gen_max_features", "disc_features",
+                "disc_layers"):
+    if int(m[field]) <= 0:
+      raise ValueError(f"config.model.{field}={m[field]} must be positive")
+  if not 0.0 <= m.dropout < 1.0:
+    raise ValueError(f"config.model.dropout={m.dropout} must be in [0, 1)")
+  h, w = image_hw
+  multiple = 2**m.gen_depth
+  if h % multiple or w % multiple:
+    raise ValueError(
+        f"config.data.image_size={(h, w)} must be a multiple of 2**config.model.gen_depth"
+        f" = {multiple} on each side")
+  if config.loss.gan != "none" and min(h, w) < 2**(m.disc_layers + 1):
+    raise ValueError(f"config.data.image_size={(h, w)} is too small for "
+                     f"config.model.disc_layers={m.disc_layers}")
+
+
+def input_channels(config) -> int:
+  """Generator input channels: line art (1) + hint colours (3) + hint mask (1) if hints."""
+  return 1 + (4 if config.hints.mode == "sparse" else 0)
+
+
+def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:
+  """Builds the generator and discriminator from `config.model` and `config.dtype`."""
+  dtype = jnp.dtype(config.dtype)
+  m = config.model
+  # Configs written before `downsample` existed get nn.Conv, as they always did.
+  downsample = m.get("downsample", "conv")
+  gen = UNetGenerator(features=m.gen_features, max_features=m.gen_max_features,
+                      depth=m.gen_depth, norm=m.norm, activation=m.activation,
+                      upsample=m.gen_upsample, dropout=m.dropout, downsample=downsample,
+                      dtype=dtype)
+  disc = PatchDiscriminator(features=m.disc_features, layers=m.disc_layers,
+                            norm=m.disc_norm, downsample=downsample, dtype=dtype)
+  return gen, disc
+
+
+def count_params(params) -> int:
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

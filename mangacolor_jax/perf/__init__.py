@@ -1,0 +1,1 @@
+"""Measuring speed and memory: the benchmark behind `python -m mangacolor_jax.benchmark`."""

@@ -1,0 +1,1 @@
+"""How a run meets the hardware: the device mesh, compilation, host memory, and its keys."""

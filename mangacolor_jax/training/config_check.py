@@ -1,0 +1,31 @@
+"""`validate_config`: every check of a run's config, before anything compiles or is read
+in bulk, so that a typo costs seconds. Each part of the config is checked by the module
+that uses it; the run-level fields here."""
+
+import ml_collections
+
+from mangacolor_jax.input_pipeline import config_check as data_check
+from mangacolor_jax.nn import hints
+from mangacolor_jax.nn import losses
+from mangacolor_jax.nn import models
+from mangacolor_jax.training import optim
+
+DTYPES = ("float32", "bfloat16")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the config field for values that cannot work."""
+  if config.dtype not in DTYPES:
+    raise ValueError(f"config.dtype={config.dtype!r} is not one of {DTYPES}")
+  for field in ("batch_size", "num_train_steps", "log_every_steps", "eval_every_steps",
+                "checkpoint_every_steps", "keep_best_checkpoints"):
+    if int(config[field]) <= 0:
+      raise ValueError(f"config.{field}={config[field]} must be positive")
+  for field in ("early_stopping_patience", "diagnostics_every_steps"):
+    if int(config[field]) < 0:
+      raise ValueError(f"config.{field}={config[field]} must be >= 0 (0 turns it off)")
+  losses.validate_loss_config(config.loss)
+  optim.validate_optim_config(config)
+  hints.validate_hints_config(config.hints)
+  data_check.validate_data_config(config)
+  models.validate_model_config(config, data_check.image_hw(config))

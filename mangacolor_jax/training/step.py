@@ -1,0 +1,132 @@
+"""The pure steps, `train_step(nets, state, batch)` and `eval_step`, and how they compile.
+
+Both are pure functions of their arguments (all randomness comes from the state's key,
+`seeds.step_keys`), compiled with `jax.jit` over the data-parallel mesh: state replicated,
+batch split on "data", state donated. `compile_train_step` / `compile_eval_step` are the
+one place that says so; the loop, the tuner, the benchmark and the scripts use them.
+"""
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mangacolor_jax.nn import hints as hints_lib
+from mangacolor_jax.nn import image_metrics
+from mangacolor_jax.nn import losses
+from mangacolor_jax.runtime import compile as compile_lib
+from mangacolor_jax.runtime import mesh as mesh_lib
+from mangacolor_jax.runtime import seeds
+from mangacolor_jax.training import objective
+from mangacolor_jax.training import state as state_lib
+
+
+def train_step(nets: state_lib.Networks, state: state_lib.GANState,
+               batch: dict[str, jax.Array]) -> tuple[state_lib.GANState, dict[str, jax.Array]]:
+  """One D update then one G update (`objective`), sharing one generator forward pass."""
+  lc = nets.config.loss
+  keys = seeds.step_keys(state.rng, state.step)
+  lineart, target = batch["lineart"], batch["target"]
+  g_in = nets.generator_input(lineart, objective.step_hints(nets, keys, target))
+
+  def g_forward(g_params):
+    return nets.generate_for_training(g_params, state.g_batch_stats, g_in, keys.dropout)
+
+  # G runs forward once; its backward pass is taken later through the saved VJP, so the
+  # D step and the G step share one generator forward pass (as pix2pix does).
+  fake, g_vjp, g_batch_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+  metrics = {}
+
+  d_params, d_batch_stats, d_opt_state = (state.d_params, state.d_batch_stats,
+                                          state.d_opt_state)
+  if nets.use_gan:
+    def d_loss_fn(params):
+      return objective.discriminator_loss(nets, params, state.d_batch_stats, lineart,
+                                          jax.lax.stop_gradient(fake), target, keys.penalty)
+
+    (d_loss, d_aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = nets.d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+    d_batch_stats = d_aux.pop("stats")
+    metrics.update(d_loss=d_loss, d_lr=nets.d_lr_fn(state.step), **d_aux)
+
+  def g_loss_fn(fake):
+    return objective.generator_loss(nets, fake, target, lineart, d_params, d_batch_stats)
+
+  (g_loss, g_terms), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+  (g_grads,) = g_vjp(fake_grad)
+  if lc.l2_weight > 0:
+    l2, l2_grads = jax.value_and_grad(losses.l2_penalty)(state.g_params)
+    g_grads = jax.tree_util.tree_map(lambda g, r: g + lc.l2_weight * r, g_grads, l2_grads)
+    g_terms["g_l2"] = l2
+  g_updates, g_opt_state = nets.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+  metrics.update(g_loss=g_loss, lr=nets.g_lr_fn(state.step), **g_terms)
+
+  new_state = state.replace(
+      step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
+      g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_batch_stats,
+      d_opt_state=d_opt_state)
+  return new_state, metrics
+
+
+def quality_metrics(fake: jax.Array, target: jax.Array, suffix: str = ""
+                    ) -> dict[str, jax.Array]:
+  """Per-example image metrics of outputs against targets (both in [-1, 1])."""
+  pred01, target01 = image_metrics.to_unit(fake), image_metrics.to_unit(target)
+  return {
+      f"psnr{suffix}": image_metrics.psnr(pred01, target01),
+      f"ssim{suffix}": image_metrics.ssim(pred01, target01),
+      f"lab_l1{suffix}": image_metrics.lab_l1(pred01, target01),
+      f"colourfulness{suffix}": image_metrics.colourfulness(pred01),
+      f"l1{suffix}": jnp.mean(jnp.abs(fake - target), axis=(1, 2, 3)),
+  }
+
+
+def reference_metrics(lineart: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+  """Per-example numbers of the data alone: the targets' colourfulness, and the PSNR of
+  the line art itself as a colour image (the trivial baseline a model must beat)."""
+  return {
+      "colourfulness_target": image_metrics.colourfulness(image_metrics.to_unit(target)),
+      "psnr_lineart": image_metrics.psnr(
+          image_metrics.to_unit(jnp.repeat(lineart, 3, axis=-1)),
+          image_metrics.to_unit(target)),
+  }
+
+
+def eval_step(nets: state_lib.Networks, state: state_lib.GANState,
+              batch: dict[str, jax.Array], hints_rng: jax.Array
+              ) -> tuple[dict[str, jax.Array], jax.Array]:
+  """Per-example metrics without hints (and with sampled sparse hints if the model takes
+  them), plus the no-hint outputs for sample grids."""
+  lineart, target = batch["lineart"], batch["target"]
+  empty = hints_lib.no_hints(lineart)
+  fake = nets.generate(state, lineart, empty)
+  metrics = quality_metrics(fake, target)
+  metrics.update(reference_metrics(lineart, target))
+  if nets.use_hints:
+    # Sparse hints only (no image dropped), as a user who gives some would.
+    hint_tensor = hints_lib.sample_hints(hints_rng, target, nets.config.hints.max_points,
+                                         0.0)
+    metrics.update(quality_metrics(nets.generate(state, lineart, hint_tensor), target,
+                                   "_hints"))
+  return metrics, fake
+
+
+def compile_train_step(nets: state_lib.Networks, mesh) -> Callable:
+  """`train_step` of `nets`, jitted over `mesh`: (state, batch) -> (state, metrics), with
+  the state replicated and donated and the batch split on "data"."""
+  repl, data = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
+  return compile_lib.jit(functools.partial(train_step, nets), nets.config,
+                         in_shardings=(repl, data), out_shardings=(repl, repl),
+                         donate_argnums=0)
+
+
+def compile_eval_step(nets: state_lib.Networks, mesh) -> Callable:
+  """`eval_step` of `nets`, jitted over `mesh`: (state, batch, hints key) -> (per-example
+  metrics, outputs), split on "data" like the batch."""
+  repl, data = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
+  return compile_lib.jit(functools.partial(eval_step, nets), nets.config,
+                         in_shardings=(repl, data, repl), out_shardings=(data, data))

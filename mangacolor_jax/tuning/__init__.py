@@ -1,0 +1,1 @@
+"""Tuning: the learning-rate range test and jittered log-grid sweeps."""

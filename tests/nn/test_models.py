@@ -1,0 +1,113 @@
+"""Shapes (H != W), parameter counts and train/inference behaviour of the networks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mangacolor_jax.nn import layers as layers_lib
+from mangacolor_jax.nn import models
+from mangacolor_jax.nn import resampling
+
+
+def expected_generator_params(cin, features, max_features, depth, norm=True):
+  """Counted by hand from the architecture (resize upsampling: 3x3 convs)."""
+  widths = [min(features * 2**i, max_features) for i in range(depth)]
+  n, c = 0, cin
+  for i, w in enumerate(widths):
+    n += 16 * c * w
+    if norm and 0 < i < depth - 1:
+      n += 2 * w
+    c = w
+  for i in reversed(range(depth)):
+    c_in = widths[i] if i == depth - 1 else 2 * widths[i]
+    c_out = 3 if i == 0 else widths[i - 1]
+    n += 9 * c_in * c_out + (c_out if i == 0 else 0)
+    if norm and i > 0:
+      n += 2 * c_out
+  return n
+
+
+def expected_discriminator_params(cin, features, layers, max_features=512):
+  n = 16 * cin * features + features
+  c = features
+  for k in range(1, layers + 1):
+    w = min(features * 2**k, max_features)
+    n += 16 * c * w + 2 * w
+    c = w
+  return n + 16 * c + 1
+
+
+@pytest.mark.parametrize("hints", ["none", "sparse"])
+def test_parameter_counts(tiny_config, hints):
+  tiny_config.hints.mode = hints
+  gen, disc = models.create_models(tiny_config)
+  cin = models.input_channels(tiny_config)
+  x = jnp.zeros((1, 32, 48, cin))
+  g_params = gen.init(jax.random.key(0), x, train=False)["params"]
+  d_params = disc.init(jax.random.key(0), x[..., :1], jnp.zeros((1, 32, 48, 3)),
+                       train=False)["params"]
+  m = tiny_config.model
+  assert models.count_params(g_params) == expected_generator_params(
+      cin, m.gen_features, m.gen_max_features, m.gen_depth)
+  assert models.count_params(d_params) == expected_discriminator_params(
+      4, m.disc_features, m.disc_layers)
+
+
+@pytest.mark.parametrize("upsample", resampling.UPSAMPLES)
+@pytest.mark.parametrize("norm", layers_lib.NORMS)
+def test_generator_shapes_non_square(upsample, norm):
+  gen = models.UNetGenerator(features=4, max_features=16, depth=3, norm=norm,
+                             upsample=upsample)
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 24, 40, 1)), jnp.float32)
+  variables = gen.init(jax.random.key(0), x, train=False)
+  y = gen.apply(variables, x, train=False)
+  assert y.shape == (2, 24, 40, 3)
+  assert float(jnp.max(jnp.abs(y))) <= 1.0  # tanh output, the targets' range
+  y_train, _ = gen.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert y_train.shape == (2, 24, 40, 3)
+
+
+def test_discriminator_patch_shape_non_square():
+  disc = models.PatchDiscriminator(features=8, layers=3)
+  cond, image = jnp.zeros((2, 64, 96, 1)), jnp.zeros((2, 64, 96, 3))
+  variables = disc.init(jax.random.key(0), cond, image, train=False)
+  logits = disc.apply(variables, cond, image, train=False)
+  # 3 stride-2 convs then two stride-1 4x4 convs with padding 1: (64/8 - 2, 96/8 - 2).
+  assert logits.shape == (2, 6, 10, 1)
+
+
+def test_batchnorm_updates_in_training_not_inference():
+  gen = models.UNetGenerator(features=4, max_features=16, depth=3, norm="batch")
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (4, 16, 16, 1)), jnp.float32)
+  variables = gen.init(jax.random.key(0), x, train=False)
+  _, updated = gen.apply(variables, x, train=True, mutable=["batch_stats"])
+  changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)),
+                                   variables["batch_stats"], updated["batch_stats"])
+  assert all(jax.tree_util.tree_leaves(changed))
+  _, not_updated = gen.apply(variables, x, train=False, mutable=["batch_stats"])
+  same = jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)),
+                                variables["batch_stats"], not_updated["batch_stats"])
+  assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_dropout_off_at_inference_on_in_training():
+  gen = models.UNetGenerator(features=4, max_features=16, depth=4, norm="none",
+                             dropout=0.5)
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
+  variables = gen.init(jax.random.key(0), x, train=False)
+  a = gen.apply(variables, x, train=False)
+  b = gen.apply(variables, x, train=False)
+  np.testing.assert_array_equal(a, b)
+  c = gen.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+  d = gen.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  assert float(jnp.max(jnp.abs(c - d))) > 0
+
+
+def test_unknown_choices_raise():
+  x = jnp.zeros((1, 16, 16, 1))
+  with pytest.raises(ValueError, match="norm"):
+    models.UNetGenerator(norm="group", depth=2).init(jax.random.key(0), x, train=False)
+  with pytest.raises(ValueError, match="upsample"):
+    models.UNetGenerator(upsample="bilinear", depth=2).init(jax.random.key(0), x,
+                                                            train=False)
