@@ -14,7 +14,7 @@ import tensorflow as tf
 from mangacolor_jax import input_pipeline
 from mangacolor_jax.data import prepare
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 _HW = (32, 48)  # H != W
 
 
