@@ -17,7 +17,8 @@ from mangacolor_jax import colorize
 from mangacolor_jax import evaluate
 from mangacolor_jax import tune
 from mangacolor_jax.data import clean
-from mangacolor_jax.data import crawl
+from mangacolor_jax.data import crawler
+from mangacolor_jax.data import http_client
 from mangacolor_jax.data import inspect
 from mangacolor_jax.data import prepare
 from mangacolor_jax.utils import files
@@ -131,12 +132,13 @@ def test_prepare_refuses_foreign_folders_and_never_trusts_a_half_written_one(tmp
 def test_crawl_inspect_evaluate_tune_refuse_foreign_folders(tmp_path, tiny_config):
   precious = _precious(tmp_path / "mine")
 
-  class NoNetwork(crawl.HttpClient):
+  class NoNetwork(http_client.HttpClient):
     def get(self, url):
       raise AssertionError(f"requested {url} before checking --out")
 
   with pytest.raises(files.OutputError, match="--out="):
-    crawl.crawl("safebooru", "1girl", 5, str(tmp_path / "mine"), client=NoNetwork())
+    crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 5, str(tmp_path / "mine")),
+                  client=NoNetwork())
   with pytest.raises(files.OutputError, match="--output="):
     inspect.inspect_data(tiny_config, str(tmp_path / "mine"))
   # Refused before the (missing) run is even looked at.
