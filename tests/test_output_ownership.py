@@ -16,7 +16,7 @@ import pytest
 from mangacolor_jax import colorize
 from mangacolor_jax import evaluate
 from mangacolor_jax import tune
-from mangacolor_jax.data import clean
+from mangacolor_jax.data import cleaner
 from mangacolor_jax.data import crawler
 from mangacolor_jax.data import http_client
 from mangacolor_jax.data import inspect
@@ -72,18 +72,18 @@ def test_clean_never_deletes_a_file_it_did_not_write(tmp_path):
   thesis = _precious(out)
   before = _snapshot(out)
   with pytest.raises(files.OutputError, match="not the output of an earlier clean"):
-    clean.clean(str(inp), str(out), clean.Options(workers=1))
+    cleaner.clean(str(inp), str(out), cleaner.Options(workers=1))
   assert _snapshot(out) == before and thesis.exists()
   # Its own output is replaced on a rerun...
   mine = tmp_path / "cleaned"
-  clean.clean(str(inp), str(mine), clean.Options(workers=1))
-  clean.clean(str(inp), str(mine), clean.Options(workers=1))
+  cleaner.clean(str(inp), str(mine), cleaner.Options(workers=1))
+  cleaner.clean(str(inp), str(mine), cleaner.Options(workers=1))
   assert files.foreign_files(str(mine), files.read_marker(str(mine))) == []
   # ... but not once someone else's file was put in it.
   notes = _precious(mine / "images", "notes.txt")
   with pytest.raises(files.OutputError, match=r"1 file\(s\) that clean did not write "
                      r"\(e.g. images/notes.txt\)"):
-    clean.clean(str(inp), str(mine), clean.Options(workers=1))
+    cleaner.clean(str(inp), str(mine), cleaner.Options(workers=1))
   assert notes.read_text() == "three years of work"
   assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no staging left
 

@@ -44,7 +44,9 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
-from mangacolor_jax.data import clean as clean_lib
+from mangacolor_jax.data import decoding
+from mangacolor_jax.data import inputs
+from mangacolor_jax.data import similarity
 from mangacolor_jax.utils import files
 
 SPLITS = ("train", "validation", "test")
@@ -131,7 +133,7 @@ def load_records(input_dir: str) -> List[dict]:
   the builder gets its pixels (the file itself if it is an RGB PNG, else converted)."""
   if not os.path.isdir(input_dir):
     raise ValueError(f"--input={input_dir}: {os.path.abspath(input_dir)} is not a folder")
-  items, _ = clean_lib.make_items(input_dir)
+  items, _ = inputs.make_items(input_dir)
   if not items:
     raise ValueError(f"--input={input_dir}: no images in {os.path.abspath(input_dir)}")
   records = []
@@ -147,11 +149,6 @@ def load_records(input_dir: str) -> List[dict]:
   return records
 
 
-def _rgb(path: str) -> np.ndarray:
-  with open(path, "rb") as f:
-    return clean_lib.decode(f.read(), clean_lib.Options().max_pixels)
-
-
 def find_clusters(records: Sequence[dict], max_distance: int,
                   max_colour: float) -> List[List[int]]:
   """Near-duplicate clusters (lists of record indices), singletons included.
@@ -161,14 +158,14 @@ def find_clusters(records: Sequence[dict], max_distance: int,
   """
   for r in records:
     if r["phash"] is None:
-      r["phash"] = clean_lib.phash(_rgb(r["path"]))
+      r["phash"] = similarity.phash(decoding.read_rgb(r["path"]))
   hashes = np.array([r["phash"] for r in records], np.uint64)
   # Stage 1 on hashes alone (colour test off), stage 2 on the colours of those pairs.
-  candidates = clean_lib.near_duplicate_pairs(
+  candidates = similarity.near_duplicate_pairs(
       hashes, np.zeros((len(records), 1, 1, 1), np.float32), max_distance, 1.0)
   colours: Dict[int, np.ndarray] = {}
   for i in sorted({i for pair in candidates for i in pair}):
-    colours[i] = clean_lib.colour_thumbnail(_rgb(records[i]["path"]))
+    colours[i] = similarity.colour_thumbnail(decoding.read_rgb(records[i]["path"]))
   pairs = [(a, b) for a, b in candidates
            if float(np.abs(colours[a] - colours[b]).mean()) <= max_colour]
   return clusters_of(len(records), pairs)
@@ -282,7 +279,7 @@ def prepare(input_dir: str, output: str, *, split: str = "70/20/10", seed: int =
 
   def image_of(r):
     # Converted one at a time as the builder writes, not all held in memory.
-    return r["path"] if r["as_is"] else functools.partial(_rgb, r["path"])
+    return r["path"] if r["as_is"] else functools.partial(decoding.read_rgb, r["path"])
 
   builder_records = {s: [{"image": image_of(r), "id": r["id"], "tags": r["tags"]}
                          for r in sorted(rs, key=lambda r: r["id"])]

@@ -10,7 +10,7 @@ from PIL import ImageDraw
 import pytest
 import tensorflow_datasets as tfds
 
-from mangacolor_jax.data import clean
+from mangacolor_jax.data import cleaner
 from mangacolor_jax.data import prepare
 from mangacolor_jax.data import tfds_builder
 from mangacolor_jax.utils import files
@@ -150,7 +150,7 @@ def test_prepare_round_trip_without_leakage(tmp_path):
 
 
 def test_clean_then_prepare_on_real_faces(ci_faces, tmp_path):
-  report = clean.clean(str(ci_faces), str(tmp_path / "clean"), clean.Options(workers=2))
+  report = cleaner.clean(str(ci_faces), str(tmp_path / "clean"), cleaner.Options(workers=2))
   kept = report["counts"]["kept"]
   assert kept >= 60  # 64 distinct real faces: at most a few dropped
   prepared = prepare.prepare(str(tmp_path / "clean"), str(tmp_path / "tfds"))
