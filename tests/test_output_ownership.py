@@ -20,7 +20,7 @@ from mangacolor_jax.data import cleaner
 from mangacolor_jax.data import crawler
 from mangacolor_jax.data import http_client
 from mangacolor_jax.data import inspect
-from mangacolor_jax.data import prepare
+from mangacolor_jax.data import preparer
 from mangacolor_jax.utils import files
 
 
@@ -103,15 +103,15 @@ def test_clean_command_prints_one_line_and_exits_2(tmp_path):
 def test_prepare_refuses_foreign_folders_and_never_trusts_a_half_written_one(tmp_path):
   inp = _images(tmp_path / "in", n=12)
   foreign = tmp_path / "foreign"
-  _precious(foreign, prepare.REPORT, "{}")
+  _precious(foreign, preparer.REPORT, "{}")
   _precious(foreign)
   before = _snapshot(foreign)
   with pytest.raises(files.OutputError, match="not a data set that prepare built"):
-    prepare.prepare(str(inp), str(foreign))
+    preparer.prepare(str(inp), str(foreign))
   assert _snapshot(foreign) == before
   out = tmp_path / "tfds"
-  report = prepare.prepare(str(inp), str(out))
-  assert prepare.prepare(str(inp), str(out)) == report  # up to date
+  report = preparer.prepare(str(inp), str(out))
+  assert preparer.prepare(str(inp), str(out)) == report  # up to date
   # A data set that lost its files (a half-written or damaged folder) is built again,
   # not reported as up to date on the strength of its report.
   for name in os.listdir(out / "mangacolor_images" / "1.0.0"):
@@ -120,12 +120,12 @@ def test_prepare_refuses_foreign_folders_and_never_trusts_a_half_written_one(tmp
   marker = files.read_marker(str(out))
   marker["files"] = files.list_files(str(out))  # as if prepare had written it so
   files.write_json(str(out / files.MARKER), marker)
-  rebuilt = prepare.prepare(str(inp), str(out))
+  rebuilt = preparer.prepare(str(inp), str(out))
   assert rebuilt["splits"] == report["splits"]
   assert any("train" in n for n in os.listdir(out / "mangacolor_images" / "1.0.0"))
   _precious(out / "mangacolor_images", "notes.txt")
   with pytest.raises(files.OutputError, match="prepare did not write"):
-    prepare.prepare(str(inp), str(out), seed=5, overwrite=True)
+    preparer.prepare(str(inp), str(out), seed=5, overwrite=True)
   assert (out / "mangacolor_images" / "notes.txt").exists()
 
 

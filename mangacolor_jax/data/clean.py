@@ -61,6 +61,7 @@ from absl import app
 from absl import flags
 
 from mangacolor_jax.data import cleaner
+from mangacolor_jax.data import command_line
 
 FLAGS = flags.FLAGS
 
@@ -100,11 +101,7 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  for name in ("input", "output"):
-    if not FLAGS[name].value:
-      raise app.UsageError(f"--{name} is required")
+  command_line.check_args(argv, ("input", "output"))
   opts = cleaner.Options(
       min_side=FLAGS.min_side, max_pixels=FLAGS.max_pixels,
       near_duplicate_distance=FLAGS.near_duplicate_distance,

@@ -42,6 +42,7 @@ from absl import app
 from absl import flags
 
 from mangacolor_jax.data import boards
+from mangacolor_jax.data import command_line
 from mangacolor_jax.data import crawler
 from mangacolor_jax.data import http_client
 
@@ -74,11 +75,8 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  for name in ("tags", "limit", "out"):
-    if FLAGS[name].value is None:
-      raise app.UsageError(f"--{name} is required")
+  # An empty --tags or a --limit of 0 is the crawl's to refuse, with its own message.
+  command_line.check_args(argv, ("tags", "limit", "out"), empty_is_missing=False)
   client = http_client.HttpClient(
       rate=FLAGS.rate, timeout=FLAGS.timeout, max_retries=FLAGS.max_retries,
       backoff=FLAGS.backoff, max_backoff=FLAGS.max_backoff,
