@@ -19,7 +19,7 @@ from mangacolor_jax import tune
 from mangacolor_jax.data import cleaner
 from mangacolor_jax.data import crawler
 from mangacolor_jax.data import http_client
-from mangacolor_jax.data import inspect
+from mangacolor_jax.data import inspection
 from mangacolor_jax.data import preparer
 from mangacolor_jax.utils import files
 
@@ -140,7 +140,7 @@ def test_crawl_inspect_evaluate_tune_refuse_foreign_folders(tmp_path, tiny_confi
     crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 5, str(tmp_path / "mine")),
                   client=NoNetwork())
   with pytest.raises(files.OutputError, match="--output="):
-    inspect.inspect_data(tiny_config, str(tmp_path / "mine"))
+    inspection.inspect_data(tiny_config, str(tmp_path / "mine"))
   # Refused before the (missing) run is even looked at.
   with pytest.raises(files.OutputError, match="--save_images="):
     evaluate.run(str(tmp_path / "no_run"), save_images=str(tmp_path / "mine"))

@@ -1,11 +1,12 @@
-"""Pictures for a person to look at: contact sheets and histograms, as uint8 RGB arrays.
+"""Pictures for a person to look at: contact sheets, batch grids, histograms (uint8 RGB).
 
 The clean's report shows kept and dropped images on contact sheets and the line density
-as a histogram with its threshold.
+as a histogram with its threshold; inspect shows the batches a model is fed, pixel for
+pixel, and the histograms of their values.
 """
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -64,4 +65,65 @@ def histogram_plot(values: np.ndarray, threshold: float, label: str, bins: int =
               font=font)
   draw.text((margin, 4), f"{label}: {values.size} images, max bin {top}; red: threshold "
             f"{threshold:g}", fill=0, font=font)
+  return np.asarray(image)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """[-1, 1] to [0, 255] (clipped, rounded)."""
+  return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def batch_grid(batch: Dict[str, np.ndarray], max_images: int = 8) -> np.ndarray:
+  """uint8 [rows, cols, 3]: a header, then one row per example: line art | hints | target.
+
+  Pixels are exact (nearest-neighbour, integer scale to at least 128 px per cell).
+  """
+  columns = [k for k in ("lineart", "hints", "target") if k in batch]
+  n, h, w = batch["target"].shape[:3]
+  n = min(n, max_images)
+  scale = max(1, -(-128 // max(h, w)))
+  gap, header = 2, 14
+  cell_h, cell_w = h * scale, w * scale
+  grid = np.full((header + n * (cell_h + gap), len(columns) * (cell_w + gap), 3), 255,
+                 np.uint8)
+  for c, key in enumerate(columns):
+    x = batch[key][:n]
+    x = x[..., :3] if key == "hints" else x
+    images = to_uint8(x)
+    if images.shape[-1] == 1:
+      images = np.repeat(images, 3, axis=-1)
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    for r in range(n):
+      y0, x0 = header + r * (cell_h + gap), c * (cell_w + gap)
+      grid[y0:y0 + cell_h, x0:x0 + cell_w] = images[r]
+  image = Image.fromarray(grid)
+  draw = ImageDraw.Draw(image)
+  for c, key in enumerate(columns):
+    draw.text((c * (cell_w + gap) + 2, 1), key, fill=(0, 0, 0), font=ImageFont.load_default())
+  return np.asarray(image)
+
+
+def histogram_panel(values: np.ndarray, title: str, bins: int = 64) -> np.ndarray:
+  """uint8 bar chart of values over [-1.05, 1.05]; bar height is sqrt(count), so the
+  paper spike of line art does not flatten everything else."""
+  v = np.asarray(values, np.float64).ravel()
+  v = v[np.isfinite(v)]
+  counts, _ = np.histogram(v, bins=bins, range=(-1.05, 1.05))
+  w, h, m = 520, 130, 20
+  image = Image.new("RGB", (w, h), "white")
+  draw = ImageDraw.Draw(image)
+  font = ImageFont.load_default()
+  top = np.sqrt(max(1, counts.max()))
+  bar = (w - 2 * m) / bins
+  for k, c in enumerate(counts):
+    x = m + k * bar
+    draw.rectangle([x, h - m - (h - 2 * m - 12) * np.sqrt(c) / top, x + bar - 1, h - m],
+                   fill=(70, 110, 180))
+  for tick in (-1.0, 0.0, 1.0):
+    x = m + (w - 2 * m) * (tick + 1.05) / 2.1
+    draw.line([x, 14, x, h - m], fill=(200, 0, 0) if tick == 0 else (150, 150, 150))
+    draw.text((x - 6, h - m + 3), f"{tick:g}", fill=0, font=font)
+  stats = (f"min {v.min():.3f} max {v.max():.3f} mean {v.mean():.3f} std {v.std():.3f}"
+           if v.size else "no values")
+  draw.text((m, 1), f"{title}: {stats}", fill=0, font=font)
   return np.asarray(image)
