@@ -52,8 +52,13 @@ def _write_sheets(items: Sequence[inputs.Item], input_dir: str, out: str,
   """Contact sheets: kept images, the densest kept, and each reason's dropped images."""
   kept = [i for i in items if not i.reason]
   by_id = {i.id: i for i in items}
-  staged = lambda i: _pixels(os.path.join(out, IMAGES, i.id + ".png"), max_pixels)
-  source = lambda i: _pixels(os.path.join(input_dir, i.source), max_pixels)
+
+  def staged(i):
+    return _pixels(os.path.join(out, IMAGES, i.id + ".png"), max_pixels)
+
+  def source(i):
+    return _pixels(os.path.join(input_dir, i.source), max_pixels)
+
   written = {}
   _save_sheet(out, "kept", [([staged(i)], i.id) for i in _sheet_sample(kept)], written)
   densest = sorted(kept, key=lambda i: -i.line_density)[:50]

@@ -20,7 +20,7 @@ def line_density(rgb: np.ndarray, analysis_side: int) -> float:
   gain 2.5) of the image shrunk so that its shorter side is at most `analysis_side`."""
   global _LINEART_FN
   if _LINEART_FN is None:
-    # TensorFlow only when measuring: the rest of the module stays light.
+    # TensorFlow only when measuring: importing the clean (or its --help) stays light.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from mangacolor_jax import lineart  # pylint: disable=g-import-not-at-top
 
