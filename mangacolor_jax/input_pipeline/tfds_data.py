@@ -7,20 +7,16 @@ from typing import Tuple
 from absl import logging
 import tensorflow_datasets as tfds
 
-# Registers the builder, so that TFDS checks its version; without it TFDS would still load
-# the files read-only.
-from mangacolor_jax.data import tfds_builder  # pylint: disable=unused-import
 from mangacolor_jax.input_pipeline import tf_cpu  # pylint: disable=unused-import
-
-# The builder `mangacolor_jax.data.prepare` writes (mangacolor_jax.data.tfds_builder.NAME).
-TFDS_NAME = "mangacolor_images"
+# Importing the builder registers it, so that TFDS checks the data set's version.
+from mangacolor_jax.input_pipeline import tfds_builder
 
 
 def fields(config) -> Tuple[str, str, str, str]:
   """(tfds_dir, tfds_name, train split, eval split) with their defaults."""
   data = config.data
   return (os.path.expanduser(str(data.get("tfds_dir", "") or "")),
-          str(data.get("tfds_name", TFDS_NAME)), str(data.get("tfds_train_split", "train")),
+          str(data.get("tfds_name", tfds_builder.NAME)), str(data.get("tfds_train_split", "train")),
           str(data.get("tfds_eval_split", "validation")))
 
 

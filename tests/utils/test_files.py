@@ -16,10 +16,11 @@ import pytest
 from mangacolor_jax.infer import evaluation as infer_eval
 from mangacolor_jax.infer import sketches
 from mangacolor_jax import tune
-from mangacolor_jax.data import clean
-from mangacolor_jax.data import crawl
-from mangacolor_jax.data import inspect
-from mangacolor_jax.data import prepare
+from mangacolor_jax.data import cleaner
+from mangacolor_jax.data import crawler
+from mangacolor_jax.data import http_client
+from mangacolor_jax.data import inspection
+from mangacolor_jax.data import preparer
 from mangacolor_jax.utils import files
 
 
@@ -71,18 +72,18 @@ def test_clean_never_deletes_a_file_it_did_not_write(tmp_path):
   thesis = _precious(out)
   before = _snapshot(out)
   with pytest.raises(files.OutputError, match="not the output of an earlier clean"):
-    clean.clean(str(inp), str(out), clean.Options(workers=1))
+    cleaner.clean(str(inp), str(out), cleaner.Options(workers=1))
   assert _snapshot(out) == before and thesis.exists()
   # Its own output is replaced on a rerun...
   mine = tmp_path / "cleaned"
-  clean.clean(str(inp), str(mine), clean.Options(workers=1))
-  clean.clean(str(inp), str(mine), clean.Options(workers=1))
+  cleaner.clean(str(inp), str(mine), cleaner.Options(workers=1))
+  cleaner.clean(str(inp), str(mine), cleaner.Options(workers=1))
   assert files.foreign_files(str(mine), files.read_marker(str(mine))) == []
   # ... but not once someone else's file was put in it.
   notes = _precious(mine / "images", "notes.txt")
   with pytest.raises(files.OutputError, match=r"1 file\(s\) that clean did not write "
                      r"\(e.g. images/notes.txt\)"):
-    clean.clean(str(inp), str(mine), clean.Options(workers=1))
+    cleaner.clean(str(inp), str(mine), cleaner.Options(workers=1))
   assert notes.read_text() == "three years of work"
   assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no staging left
 
@@ -102,15 +103,15 @@ def test_clean_command_prints_one_line_and_exits_2(tmp_path):
 def test_prepare_refuses_foreign_folders_and_never_trusts_a_half_written_one(tmp_path):
   inp = _images(tmp_path / "in", n=12)
   foreign = tmp_path / "foreign"
-  _precious(foreign, prepare.REPORT, "{}")
+  _precious(foreign, preparer.REPORT, "{}")
   _precious(foreign)
   before = _snapshot(foreign)
   with pytest.raises(files.OutputError, match="not a data set that prepare built"):
-    prepare.prepare(str(inp), str(foreign))
+    preparer.prepare(str(inp), str(foreign))
   assert _snapshot(foreign) == before
   out = tmp_path / "tfds"
-  report = prepare.prepare(str(inp), str(out))
-  assert prepare.prepare(str(inp), str(out)) == report  # up to date
+  report = preparer.prepare(str(inp), str(out))
+  assert preparer.prepare(str(inp), str(out)) == report  # up to date
   # A data set that lost its files (a half-written or damaged folder) is built again,
   # not reported as up to date on the strength of its report.
   for name in os.listdir(out / "mangacolor_images" / "1.0.0"):
@@ -119,26 +120,27 @@ def test_prepare_refuses_foreign_folders_and_never_trusts_a_half_written_one(tmp
   marker = files.read_marker(str(out))
   marker["files"] = files.list_files(str(out))  # as if prepare had written it so
   files.write_json(str(out / files.MARKER), marker)
-  rebuilt = prepare.prepare(str(inp), str(out))
+  rebuilt = preparer.prepare(str(inp), str(out))
   assert rebuilt["splits"] == report["splits"]
   assert any("train" in n for n in os.listdir(out / "mangacolor_images" / "1.0.0"))
   _precious(out / "mangacolor_images", "notes.txt")
   with pytest.raises(files.OutputError, match="prepare did not write"):
-    prepare.prepare(str(inp), str(out), seed=5, overwrite=True)
+    preparer.prepare(str(inp), str(out), seed=5, overwrite=True)
   assert (out / "mangacolor_images" / "notes.txt").exists()
 
 
 def test_crawl_inspect_evaluate_tune_refuse_foreign_folders(tmp_path, tiny_config):
   precious = _precious(tmp_path / "mine")
 
-  class NoNetwork(crawl.HttpClient):
+  class NoNetwork(http_client.HttpClient):
     def get(self, url):
       raise AssertionError(f"requested {url} before checking --out")
 
   with pytest.raises(files.OutputError, match="--out="):
-    crawl.crawl("safebooru", "1girl", 5, str(tmp_path / "mine"), client=NoNetwork())
+    crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 5, str(tmp_path / "mine")),
+                  client=NoNetwork())
   with pytest.raises(files.OutputError, match="--output="):
-    inspect.inspect_data(tiny_config, str(tmp_path / "mine"))
+    inspection.inspect_data(tiny_config, str(tmp_path / "mine"))
   # Refused before the (missing) run is even looked at.
   with pytest.raises(files.OutputError, match="--save_images="):
     infer_eval.evaluate_run(str(tmp_path / "no_run"), save_images=str(tmp_path / "mine"))

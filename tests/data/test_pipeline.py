@@ -14,9 +14,9 @@ import tensorflow as tf
 from mangacolor_jax.input_pipeline import config_check as data_check
 from mangacolor_jax.input_pipeline import datasets
 from mangacolor_jax.input_pipeline import ops
-from mangacolor_jax.data import prepare
+from mangacolor_jax.data import preparer
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 _HW = (32, 48)  # H != W
 
 
@@ -38,7 +38,7 @@ def data_dir(tmp_path_factory):
   for i in range(30):
     Image.fromarray(_drawing(i)).save(root / f"p{i:02d}.png")
   out = root.parent / (root.name + "_prepared")
-  prepare.prepare(str(root), str(out))
+  preparer.prepare(str(root), str(out))
   return out
 
 
@@ -91,7 +91,7 @@ def test_tfds_train_is_deterministic_resumable_and_splits_over_processes(data_di
 
 
 def test_tfds_epoch_is_the_train_split_and_eval_reads_validation(data_dir):
-  splits = json.loads((data_dir / prepare.SPLITS_FILE).read_text())["splits"]
+  splits = json.loads((data_dir / preparer.SPLITS_FILE).read_text())["splits"]
   n_train = len(splits["train"])
   config = _config(data_dir, augment=False, extractors=("dilate",))
   config.batch_size = n_train

@@ -4,7 +4,7 @@ Build it with that command (it decides the splits and calls `download_and_prepar
 from Python: no `tfds` command line, no apache_beam). Load it anywhere with
 
   import tensorflow_datasets as tfds
-  from mangacolor_jax.data import tfds_builder  # registers the builder (optional)
+  from mangacolor_jax.input_pipeline import tfds_builder  # registers the builder (optional)
   ds = tfds.builder(tfds_builder.NAME, data_dir=DATA_DIR).as_dataset(split="train")
 
 Without the import TFDS still loads it, read-only, from the files in DATA_DIR.

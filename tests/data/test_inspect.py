@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mangacolor_jax.input_pipeline import datasets
-from mangacolor_jax.training import state as state_lib
-from mangacolor_jax.data import inspect as inspect_lib
+from mangacolor_jax.data import inspection
+from mangacolor_jax.data import sheets
 
 
 def _good_batches(rng, b=4, hw=(32, 48), n=3):
@@ -26,7 +26,7 @@ def test_inspect_passes_on_real_faces(ci_faces, tiny_config, tmp_path):
   config.data.image_dir = str(ci_faces)
   config.hints.mode = "sparse"
   out = tmp_path / "inspect"
-  report = inspect_lib.inspect_data(config, str(out), num_batches=3, max_images=4)
+  report = inspection.inspect_data(config, str(out), num_batches=3, max_images=4)
   assert report["checks"] == {"passed": True, "failures": []}
   names = set(os.listdir(out))
   assert {"train_batch_0.png", "train_batch_2.png", "validation_batch.png",
@@ -44,7 +44,7 @@ def test_grid_shows_values_exactly_as_the_model_gets_them():
   hints = np.zeros((4, 32, 48, 4), np.float32)
   hints[:, 5, 7] = [0.5, -0.5, 1.0, 1.0]  # one hint pixel per image
   batch["hints"] = hints
-  grid = inspect_lib.batch_grid(batch, max_images=3)
+  grid = sheets.batch_grid(batch, max_images=3)
   h, w, scale, header, gap = 32, 48, 3, 14, 2  # scale: 128 / 48 rounded up
   assert grid.shape == (header + 3 * (h * scale + gap), 3 * (w * scale + gap), 3)
   for row in range(3):
@@ -52,9 +52,9 @@ def test_grid_shows_values_exactly_as_the_model_gets_them():
     cells = [grid[y0:y0 + h * scale:scale, c * (w * scale + gap):
                   c * (w * scale + gap) + w * scale:scale] for c in range(3)]
     np.testing.assert_array_equal(cells[0][..., 0],
-                                  inspect_lib.to_uint8(batch["lineart"][row, ..., 0]))
-    np.testing.assert_array_equal(cells[1], inspect_lib.to_uint8(hints[row, ..., :3]))
-    np.testing.assert_array_equal(cells[2], inspect_lib.to_uint8(batch["target"][row]))
+                                  sheets.to_uint8(batch["lineart"][row, ..., 0]))
+    np.testing.assert_array_equal(cells[1], sheets.to_uint8(hints[row, ..., :3]))
+    np.testing.assert_array_equal(cells[2], sheets.to_uint8(batch["target"][row]))
   # No hint is 0, mid-grey, as the model sees it; the hint pixel has its colour.
   assert (grid[header + 0, w * scale + gap] == 128).all()
   np.testing.assert_array_equal(
@@ -69,8 +69,8 @@ def test_inspect_fails_on_a_pipeline_that_repeats_a_batch(tiny_config, tmp_path,
     return original(*args, **kwargs).take(1).repeat()
 
   monkeypatch.setattr(datasets, "create_train_dataset", repeating)
-  with pytest.raises(inspect_lib.InspectionError, match="identical"):
-    inspect_lib.inspect_data(tiny_config, str(tmp_path / "out"), num_batches=2)
+  with pytest.raises(inspection.InspectionError, match="identical"):
+    inspection.inspect_data(tiny_config, str(tmp_path / "out"), num_batches=2)
   # Everything was written first, so the failure can be looked at.
   report = json.loads((tmp_path / "out" / "report.json").read_text())
   assert not report["checks"]["passed"]
@@ -80,12 +80,12 @@ def test_inspect_fails_on_a_pipeline_that_repeats_a_batch(tiny_config, tmp_path,
 def test_check_batches_catches_each_problem():
   rng = np.random.default_rng(0)
   train, val = _good_batches(rng)
-  assert inspect_lib.check_batches(train, val, 4, (32, 48)) == []
+  assert inspection.check_batches(train, val, 4, (32, 48)) == []
 
   def failures(edit):
     t, v = _good_batches(np.random.default_rng(0))
     edit(t, v)
-    return " | ".join(inspect_lib.check_batches(t, v, 4, (32, 48)))
+    return " | ".join(inspection.check_batches(t, v, 4, (32, 48)))
 
   def unscaled(t, v):
     for b in t + [v]:
@@ -124,14 +124,3 @@ def test_check_batches_catches_each_problem():
   def shifted(t, v):
     v["target"] = v["target"] * 0.3 - 0.7
   assert "validation is scaled differently" in failures(shifted)
-
-
-def test_trainer_keys_match_the_trainer(tiny_config):
-  # The trainer's state key (inspect draws step s's hints from it, as train_step does).
-  # Under jit only the key is computed: the model initialisation is dead code.
-  init_rng, _ = jax.random.split(jax.random.key(7))
-  setup = state_lib.create_networks(tiny_config)
-  state_rng = jax.jit(lambda rng: setup.create_state(rng).rng)(init_rng)
-  _, train_rng = inspect_lib.trainer_keys(7)
-  np.testing.assert_array_equal(jax.random.key_data(train_rng),
-                                jax.random.key_data(state_rng))

@@ -10,9 +10,11 @@ from PIL import ImageDraw
 import pytest
 import tensorflow_datasets as tfds
 
-from mangacolor_jax.data import clean
-from mangacolor_jax.data import prepare
-from mangacolor_jax.data import tfds_builder
+from mangacolor_jax.data import cleaner
+from mangacolor_jax.data import preparer
+from mangacolor_jax.data import similarity
+from mangacolor_jax.data import splitting
+from mangacolor_jax.input_pipeline import tfds_builder
 from mangacolor_jax.utils import files
 
 
@@ -66,12 +68,12 @@ def _load(data_dir, split):
 
 
 def test_parse_split():
-  assert prepare.parse_split("70/20/10") == pytest.approx((0.7, 0.2, 0.1))
-  assert prepare.parse_split("7/2/1") == pytest.approx((0.7, 0.2, 0.1))
-  assert prepare.parse_split("80/20/0") == pytest.approx((0.8, 0.2, 0.0))
+  assert splitting.parse_split("70/20/10") == pytest.approx((0.7, 0.2, 0.1))
+  assert splitting.parse_split("7/2/1") == pytest.approx((0.7, 0.2, 0.1))
+  assert splitting.parse_split("80/20/0") == pytest.approx((0.8, 0.2, 0.0))
   for bad in ("70/30", "0/50/50", "a/b/c", "70/0/30", "70/-20/50"):
     with pytest.raises(ValueError, match="--split"):
-      prepare.parse_split(bad)
+      splitting.parse_split(bad)
 
 
 def test_assign_splits_is_deterministic_balanced_and_keeps_clusters_whole():
@@ -84,36 +86,36 @@ def test_assign_splits_is_deterministic_balanced_and_keeps_clusters_whole():
     clusters.append(sorted(order[start:start + size].tolist()))
     start += size
   fractions = (0.7, 0.2, 0.1)
-  a = prepare.assign_splits(ids, clusters, fractions, seed=0)
-  assert a == prepare.assign_splits(ids, clusters, fractions, seed=0)
+  a = splitting.assign_splits(ids, clusters, fractions, seed=0)
+  assert a == splitting.assign_splits(ids, clusters, fractions, seed=0)
   for cluster in clusters:
     assert len({a[i] for i in cluster}) == 1
-  for split, share in zip(prepare.SPLITS, fractions):
+  for split, share in zip(splitting.SPLITS, fractions):
     assert abs(a.count(split) - share * 1000) <= 6  # within one cluster
-  assert prepare.assign_splits(ids, clusters, fractions, seed=1) != a
+  assert splitting.assign_splits(ids, clusters, fractions, seed=1) != a
   # The same images listed in another order get the same splits.
   perm = rng.permutation(1000)
   inverse = np.argsort(perm)
-  shuffled = prepare.assign_splits([ids[p] for p in perm],
-                                   [sorted(int(inverse[i]) for i in c) for c in clusters],
-                                   fractions, seed=0)
+  shuffled = splitting.assign_splits([ids[p] for p in perm],
+                                     [sorted(int(inverse[i]) for i in c) for c in clusters],
+                                     fractions, seed=0)
   assert [shuffled[int(inverse[i])] for i in range(1000)] == a
 
 
 def test_clusters_of():
-  assert prepare.clusters_of(6, [(0, 1), (1, 2), (4, 5)]) == [[0, 1, 2], [3], [4, 5]]
+  assert similarity.clusters_of(6, [(0, 1), (1, 2), (4, 5)]) == [[0, 1, 2], [3], [4, 5]]
 
 
 def test_prepare_round_trip_without_leakage(tmp_path):
   expected, groups = make_folder(tmp_path / "clean")
   before = {p: p.stat().st_mtime_ns for p in (tmp_path / "clean").iterdir()}
   data_dir = tmp_path / "tfds"
-  report = prepare.prepare(str(tmp_path / "clean"), str(data_dir), seed=3)
+  report = preparer.prepare(str(tmp_path / "clean"), str(data_dir), seed=3)
   assert {p: p.stat().st_mtime_ns for p in (tmp_path / "clean").iterdir()} == before
-  splits = json.loads((data_dir / prepare.SPLITS_FILE).read_text())["splits"]
+  splits = json.loads((data_dir / preparer.SPLITS_FILE).read_text())["splits"]
   assert sum(report["splits"].values()) == len(expected) == report["images"]
   seen = {}
-  for split in prepare.SPLITS:
+  for split in splitting.SPLITS:
     loaded = _load(data_dir, split)
     assert sorted(loaded) == splits[split] and len(loaded) == report["splits"][split]
     for image_id, ex in loaded.items():
@@ -129,14 +131,14 @@ def test_prepare_round_trip_without_leakage(tmp_path):
   # Same inputs and settings: nothing is rebuilt.
   shard = next((data_dir / tfds_builder.NAME / "1.0.0").glob("*train.tfrecord*"))
   mtime = shard.stat().st_mtime_ns
-  assert prepare.prepare(str(tmp_path / "clean"), str(data_dir), seed=3) == report
+  assert preparer.prepare(str(tmp_path / "clean"), str(data_dir), seed=3) == report
   assert shard.stat().st_mtime_ns == mtime
   # Other settings: refused, unless --overwrite.
   with pytest.raises(ValueError, match="--overwrite"):
-    prepare.prepare(str(tmp_path / "clean"), str(data_dir), seed=4)
-  again = prepare.prepare(str(tmp_path / "clean"), str(data_dir), seed=4, overwrite=True)
+    preparer.prepare(str(tmp_path / "clean"), str(data_dir), seed=4)
+  again = preparer.prepare(str(tmp_path / "clean"), str(data_dir), seed=4, overwrite=True)
   assert again["fingerprint"] != report["fingerprint"]
-  assert sum(len(_load(data_dir, s)) for s in prepare.SPLITS) == len(expected)
+  assert sum(len(_load(data_dir, s)) for s in splitting.SPLITS) == len(expected)
   assert not [p for p in os.listdir(data_dir)  # no staging left
               if p.startswith(".") and p != files.MARKER]
   # A folder that holds something else is not touched.
@@ -144,16 +146,16 @@ def test_prepare_round_trip_without_leakage(tmp_path):
   foreign.mkdir()
   (foreign / "notes.txt").write_text("mine")
   with pytest.raises(ValueError, match="not empty"):
-    prepare.prepare(str(tmp_path / "clean"), str(foreign))
+    preparer.prepare(str(tmp_path / "clean"), str(foreign))
   with pytest.raises(ValueError, match="validation split would be empty"):
-    prepare.prepare(str(tmp_path / "clean"), str(tmp_path / "x"), split="99.9/0.01/0.09")
+    preparer.prepare(str(tmp_path / "clean"), str(tmp_path / "x"), split="99.9/0.01/0.09")
 
 
 def test_clean_then_prepare_on_real_faces(ci_faces, tmp_path):
-  report = clean.clean(str(ci_faces), str(tmp_path / "clean"), clean.Options(workers=2))
+  report = cleaner.clean(str(ci_faces), str(tmp_path / "clean"), cleaner.Options(workers=2))
   kept = report["counts"]["kept"]
   assert kept >= 60  # 64 distinct real faces: at most a few dropped
-  prepared = prepare.prepare(str(tmp_path / "clean"), str(tmp_path / "tfds"))
+  prepared = preparer.prepare(str(tmp_path / "clean"), str(tmp_path / "tfds"))
   assert sum(prepared["splits"].values()) == kept
   assert abs(prepared["splits"]["train"] - 0.7 * kept) <= 3
   train = _load(tmp_path / "tfds", "train")

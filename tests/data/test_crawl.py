@@ -21,7 +21,9 @@ from PIL import Image
 import pytest
 
 from mangacolor_jax.input_pipeline import synthetic
-from mangacolor_jax.data import crawl
+from mangacolor_jax.data import boards
+from mangacolor_jax.data import crawler
+from mangacolor_jax.data import http_client
 from mangacolor_jax.utils import files
 
 _SLOW_SECONDS = 1.0  # longer than the client's time-out in these tests
@@ -178,11 +180,11 @@ class FakeBooru:
 def _client(**kwargs):
   args = dict(rate=500.0, timeout=0.3, max_retries=3, backoff=0.01, max_backoff=0.05)
   args.update(kwargs)
-  return crawl.HttpClient(**args)
+  return http_client.HttpClient(**args)
 
 
 def _manifest(out):
-  with open(os.path.join(out, crawl.MANIFEST), encoding="utf-8") as f:
+  with open(os.path.join(out, crawler.MANIFEST), encoding="utf-8") as f:
     return [json.loads(line) for line in f]
 
 
@@ -191,7 +193,7 @@ def _check_files(out, entries):
   for entry in entries:
     with open(os.path.join(out, entry["file"]), "rb") as f:
       assert hashlib.md5(f.read()).hexdigest() == entry["md5"], entry["id"]
-  names = sorted(os.listdir(os.path.join(out, crawl.IMAGES)))
+  names = sorted(os.listdir(os.path.join(out, crawler.IMAGES)))
   assert names == sorted(os.path.basename(e["file"]) for e in entries)
 
 
@@ -200,13 +202,14 @@ def test_safebooru_downloads_verifies_and_resumes(tmp_path):
   out = str(tmp_path / "raw")
   # A file already in place with the right md5 (a run killed before its manifest line).
   os.makedirs(os.path.join(out, "images"))
-  files.write_marker(out, crawl.COMMAND)  # that run's
+  files.write_marker(out, crawler.COMMAND)  # that run's
   recovered = posts[1]
   with open(os.path.join(out, "images", f"safebooru_{recovered['id']}.png"), "wb") as f:
     f.write(recovered["body"])
   with FakeBooru(posts) as server:
-    report = crawl.crawl("safebooru", "1girl solo", 5, out, min_side=256, page_size=3,
-                         base_url=server.base_url, client=_client())
+    report = crawler.crawl(crawler.CrawlOptions("safebooru", "1girl solo", 5, out, min_side=256,
+                                                page_size=3, base_url=server.base_url),
+                           client=_client())
     assert report["stopped_because"] == "limit"
     assert report["downloaded"] == 4 and report["recovered"] == 1
     entries = _manifest(out)
@@ -217,21 +220,23 @@ def test_safebooru_downloads_verifies_and_resumes(tmp_path):
     assert (first["width"], first["height"]) == (512, 640)
     assert first["source_url"].startswith(server.base_url + "/images/7/")
     assert server.count("image") == 4  # not the recovered one
-    assert all(entry[3] == crawl.USER_AGENT for entry in server.log)
-    assert "mangacolor_jax" in crawl.USER_AGENT
+    assert all(entry[3] == http_client.USER_AGENT for entry in server.log)
+    assert "mangacolor_jax" in http_client.USER_AGENT
 
     # Same limit again: nothing to do, not even an API request.
     requests = len(server.log)
-    again = crawl.crawl("safebooru", "1girl solo", 5, out, min_side=256, page_size=3,
-                        base_url=server.base_url, client=_client())
+    again = crawler.crawl(crawler.CrawlOptions("safebooru", "1girl solo", 5, out, min_side=256,
+                                               page_size=3, base_url=server.base_url),
+                          client=_client())
     assert len(server.log) == requests and again["downloaded"] == 0
     assert _manifest(out) == entries
 
     # A run killed mid-line leaves a partial line: it is dropped, the rest goes on.
-    with open(os.path.join(out, crawl.MANIFEST), "a", encoding="utf-8") as f:
+    with open(os.path.join(out, crawler.MANIFEST), "a", encoding="utf-8") as f:
       f.write('{"id": "safebooru_9')
-    more = crawl.crawl("safebooru", "1girl solo", 50, out, min_side=256, page_size=3,
-                       base_url=server.base_url, client=_client())
+    more = crawler.crawl(crawler.CrawlOptions("safebooru", "1girl solo", 50, out, min_side=256,
+                                              page_size=3, base_url=server.base_url),
+                         client=_client())
     assert more["stopped_because"] == "no_more_posts"
     assert more["downloaded"] == 2  # only the two posts it did not have
     assert server.count("image") == 6
@@ -241,6 +246,24 @@ def test_safebooru_downloads_verifies_and_resumes(tmp_path):
     # It resumed on the page where the first run stopped (pid 1), not at pid 0.
     api_keys = [key for _, kind, key, _ in server.log if kind == "api"]
     assert api_keys == ["0", "1", "1", "2", "3"]
+
+
+def test_a_killed_runs_temporary_files_are_removed_and_nothing_else(tmp_path):
+  out = str(tmp_path / "raw")
+  os.makedirs(os.path.join(out, "images"))
+  files.write_marker(out, crawler.COMMAND)
+  # What `files.write_bytes` leaves when killed before its rename, and a look-alike.
+  temporary = os.path.join(out, "images", ".safebooru_100.png.4242-0123abcd.tmp")
+  other = os.path.join(out, "images", ".safebooru_100.png.part-4242")
+  for path in (temporary, other):
+    with open(path, "wb") as f:
+      f.write(b"half a file")
+  with FakeBooru(make_posts(2)) as server:
+    crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 2, out, min_side=0,
+                                       base_url=server.base_url),
+                  client=_client())
+  assert not os.path.exists(temporary) and os.path.exists(other)
+  assert len(_manifest(out)) == 2
 
 
 def test_danbooru_shape_filters_and_cursor(tmp_path):
@@ -253,9 +276,11 @@ def test_danbooru_shape_filters_and_cursor(tmp_path):
   })
   out = str(tmp_path / "raw")
   with FakeBooru(posts) as server:
-    report = crawl.crawl("danbooru", "1girl solo", 10, out, exclude_tags=["comic"],
-                         rating="safe", min_side=256, page_size=4,
-                         base_url=server.base_url, client=_client())
+    report = crawler.crawl(crawler.CrawlOptions("danbooru", "1girl solo", 10, out,
+                                                exclude_tags=["comic"], rating="safe",
+                                                min_side=256, page_size=4,
+                                                base_url=server.base_url),
+                           client=_client())
   assert report["skipped"] == {"rating": 2, "excluded_tag": 1, "too_small": 1, "no_file": 1,
                                "file_type": 1}
   entries = _manifest(out)
@@ -267,10 +292,10 @@ def test_danbooru_shape_filters_and_cursor(tmp_path):
   api_keys = [key for _, kind, key, _ in server.log if kind == "api"]
   assert api_keys == ["1", "b105", "b101", "b100"]
   # Any rating, explicitly listed.
-  assert crawl.parse_ratings("general,explicit") == ("general", "explicit")
-  assert crawl.parse_ratings("any") is None
+  assert crawler.parse_ratings("general,explicit") == ("general", "explicit")
+  assert crawler.parse_ratings("any") is None
   with pytest.raises(ValueError, match="--rating"):
-    crawl.parse_ratings("nsfw")
+    crawler.parse_ratings("nsfw")
 
 
 def test_crawl_survives_faults(tmp_path):
@@ -287,8 +312,10 @@ def test_crawl_survives_faults(tmp_path):
   out = str(tmp_path / "raw")
   start = time.monotonic()
   with FakeBooru(posts, faults) as server:
-    report = crawl.crawl("safebooru", "1girl", 10, out, min_side=0, page_size=10,
-                         base_url=server.base_url, md5_attempts=2, client=_client())
+    report = crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 10, out, min_side=0,
+                                                page_size=10, base_url=server.base_url,
+                                                md5_attempts=2),
+                           client=_client())
   assert time.monotonic() - start < 10
   entries = _manifest(out)
   assert sorted(e["post_id"] for e in entries) == sorted(set(ids) - {ids[2]})
@@ -303,20 +330,22 @@ def test_crawl_stops_clearly_and_keeps_its_work(tmp_path):
   posts = make_posts(6)
   out = str(tmp_path / "raw")
   with FakeBooru(posts, {("api", "1"): ["malformed"] * 10}) as server:
-    with pytest.raises(crawl.CrawlError, match="not JSON") as info:
-      crawl.crawl("safebooru", "1girl", 10, out, min_side=0, page_size=3,
-                  base_url=server.base_url, client=_client(max_retries=2))
+    with pytest.raises(boards.CrawlError, match="not JSON") as info:
+      crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 10, out, min_side=0, page_size=3,
+                                         base_url=server.base_url),
+                    client=_client(max_retries=2))
     assert "pid=1" in str(info.value)
   entries = _manifest(out)
   assert len(entries) == 3  # page 0 was kept
   _check_files(out, entries)
-  with open(os.path.join(out, crawl.STATE), encoding="utf-8") as f:
+  with open(os.path.join(out, crawler.STATE), encoding="utf-8") as f:
     assert json.load(f)["next_page"] == 1  # a re-run starts at the failing page
   # A 4xx is not retried: its message is the error.
   with FakeBooru(posts, {("api", "1"): ["422"]}) as server:
-    with pytest.raises(crawl.CrawlError, match="more than 2 tags"):
-      crawl.crawl("danbooru", "a b c", 10, str(tmp_path / "d"), min_side=0,
-                  base_url=server.base_url, client=_client())
+    with pytest.raises(boards.CrawlError, match="more than 2 tags"):
+      crawler.crawl(crawler.CrawlOptions("danbooru", "a b c", 10, str(tmp_path / "d"),
+                                         min_side=0, base_url=server.base_url),
+                    client=_client())
     assert server.count("api") == 1
 
 
@@ -328,18 +357,19 @@ def test_rate_limit_spaces_every_request(tmp_path):
     slept.append(s)
     now[0] += s
 
-  client = crawl.HttpClient(rate=4.0, sleep=sleep, clock=lambda: now[0])
+  client = http_client.HttpClient(rate=4.0, sleep=sleep, clock=lambda: now[0])
   for _ in range(5):
     client._wait_turn()  # pylint: disable=protected-access
   assert sum(slept) == pytest.approx(1.0)
   # And for real, as the server sees it (retries included).
   posts = make_posts(3)
   with FakeBooru(posts, {("image", posts[0]["id"]): ["500"]}) as server:
-    crawl.crawl("safebooru", "1girl", 3, str(tmp_path / "raw"), min_side=0, page_size=3,
-                base_url=server.base_url, client=_client(rate=20.0))
+    crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 3, str(tmp_path / "raw"), min_side=0,
+                                       page_size=3, base_url=server.base_url),
+                  client=_client(rate=20.0))
   times = np.array([entry[0] for entry in server.log])
   assert len(times) == 5  # 1 page, 3 images, 1 retry
   assert np.diff(times).min() > 0.5 / 20.0
   assert times[-1] - times[0] >= 0.9 * 4 / 20.0
   with pytest.raises(ValueError, match="--rate"):
-    crawl.HttpClient(rate=0)
+    http_client.HttpClient(rate=0)

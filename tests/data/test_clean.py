@@ -15,7 +15,9 @@ from PIL import ImageDraw
 from PIL import ImageOps
 import pytest
 
-from mangacolor_jax.data import clean
+from mangacolor_jax.data import cleaner
+from mangacolor_jax.data import inputs
+from mangacolor_jax.data import similarity
 
 
 def drawing(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
@@ -137,14 +139,14 @@ def _snapshot(root: Path):
 
 
 def _manifest(out: Path):
-  return [json.loads(line) for line in (out / clean.MANIFEST).read_text().splitlines()]
+  return [json.loads(line) for line in (out / inputs.MANIFEST).read_text().splitlines()]
 
 
 def test_clean_keeps_every_good_image_and_drops_every_bad_one(tmp_path):
   good, bad = make_folder(tmp_path / "in")
   before = _snapshot(tmp_path / "in")
   out = tmp_path / "out"
-  report = clean.clean(str(tmp_path / "in"), str(out), clean.Options(workers=2))
+  report = cleaner.clean(str(tmp_path / "in"), str(out), cleaner.Options(workers=2))
   assert _snapshot(tmp_path / "in") == before  # nothing under --input changed
   kept = {e["source"]: e for e in _manifest(out)}
   assert sorted(kept) == sorted(good)
@@ -154,7 +156,7 @@ def test_clean_keeps_every_good_image_and_drops_every_bad_one(tmp_path):
   counts = report["counts"]
   assert counts["kept"] == len(good) and counts["files"] == len(good) + len(bad)
   assert counts["ignored_non_image_files"] == 1  # notes.txt; .hidden.png is not looked at
-  for reason in clean.REASONS:
+  for reason in inputs.REASONS:
     assert counts["dropped"][reason] == sum(r == reason for r in bad.values()), reason
   # Every kept image is an RGB PNG with the expected pixels.
   for source, expected in good.items():
@@ -183,19 +185,19 @@ def test_clean_reruns_and_refuses_unsafe_outputs(tmp_path):
   for i in range(3):
     Image.fromarray(drawing(20 + i)).save(inp / f"{i}.png")
   out = tmp_path / "out"
-  clean.clean(str(inp), str(out), clean.Options(workers=1))
+  cleaner.clean(str(inp), str(out), cleaner.Options(workers=1))
   first = _manifest(out)
   (out / "images" / "0.png").unlink()  # the output is replaced whole: mended
-  clean.clean(str(inp), str(out), clean.Options(workers=1))
+  cleaner.clean(str(inp), str(out), cleaner.Options(workers=1))
   assert _manifest(out) == first
   assert (out / "images" / "0.png").exists()
   with pytest.raises(ValueError, match="outside --input"):
-    clean.clean(str(inp), str(inp / "cleaned"))
+    cleaner.clean(str(inp), str(inp / "cleaned"))
   other = tmp_path / "precious"
   other.mkdir()
   (other / "thesis.txt").write_text("do not delete")
   with pytest.raises(ValueError, match="not the output of an earlier clean"):
-    clean.clean(str(inp), str(other))
+    cleaner.clean(str(inp), str(other))
   assert (other / "thesis.txt").read_text() == "do not delete"
 
 
@@ -209,7 +211,7 @@ def test_balance_caps_images_per_character(tmp_path):
                              "tags": ["1girl", f"char_{i % 2}" if i < 5 else "other"],
                              "character_tags": [f"char_{i % 2}"] if i < 5 else []}))
   (inp / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-  report = clean.clean(str(inp), str(tmp_path / "out"), clean.Options(max_per_tag=2))
+  report = cleaner.clean(str(inp), str(tmp_path / "out"), cleaner.Options(max_per_tag=2))
   kept = _manifest(tmp_path / "out")
   per_char = {}
   for e in kept:
@@ -220,38 +222,40 @@ def test_balance_caps_images_per_character(tmp_path):
   assert {e["id"] for e in kept} >= {"safebooru_5"}
   assert all(e["tags"] for e in kept)  # the crawl's metadata travels on
   # Tags named on the command line instead: cap "1girl" at 4.
-  report = clean.clean(str(inp), str(tmp_path / "out2"),
-                       clean.Options(max_per_tag=4, balance_tags=("1girl",)))
+  report = cleaner.clean(str(inp), str(tmp_path / "out2"),
+                       cleaner.Options(max_per_tag=4, balance_tags=("1girl",)))
   assert report["counts"]["kept"] == 4
   with pytest.raises(ValueError, match="--balance_tags"):
     no_chars = tmp_path / "plain"
     no_chars.mkdir()
     Image.fromarray(drawing(40)).save(no_chars / "a.png")
-    clean.clean(str(no_chars), str(tmp_path / "out3"), clean.Options(max_per_tag=1))
+    cleaner.clean(str(no_chars), str(tmp_path / "out3"), cleaner.Options(max_per_tag=1))
 
 
 def test_near_duplicate_pairs_need_close_hashes_and_colours():
   hashes = np.array([0b0, 0b11, 0b1111, 0b11 << 40], np.uint64)
   colours = np.zeros((4, 8, 8, 3), np.float32)
   colours[3] = 0.5
-  assert clean.near_duplicate_pairs(hashes, colours, 2, 0.06) == [(0, 1), (1, 2)]
-  assert clean.near_duplicate_pairs(hashes, colours, 4, 0.06) == [(0, 1), (0, 2), (1, 2)]
+  assert similarity.near_duplicate_pairs(hashes, colours, 2, 0.06) == [(0, 1), (1, 2)]
+  assert similarity.near_duplicate_pairs(hashes, colours, 4, 0.06) == [(0, 1), (0, 2), (1, 2)]
   # Hash 3 is 2 bits from 0 but a different colour: not a near copy.
-  assert (0, 3) not in clean.near_duplicate_pairs(hashes, colours, 4, 0.06)
-  assert (0, 3) in clean.near_duplicate_pairs(hashes, colours, 4, 0.6)
+  assert (0, 3) not in similarity.near_duplicate_pairs(hashes, colours, 4, 0.06)
+  assert (0, 3) in similarity.near_duplicate_pairs(hashes, colours, 4, 0.6)
   # Blocks do not change the answer.
   rng = np.random.default_rng(0)
   many = rng.integers(0, 2**63, 300, dtype=np.uint64) & np.uint64(0xFFFF)
   col = np.zeros((300, 8, 8, 3), np.float32)
-  assert (clean.near_duplicate_pairs(many, col, 3, 1.0, block=7) ==
-          clean.near_duplicate_pairs(many, col, 3, 1.0))
+  assert (similarity.near_duplicate_pairs(many, col, 3, 1.0, block=7) ==
+          similarity.near_duplicate_pairs(many, col, 3, 1.0))
 
 
 def test_phash_survives_resizing_and_separates_drawings():
   a = drawing(50, 192, 256)
   small = np.asarray(Image.fromarray(a).resize((128, 96), Image.Resampling.LANCZOS))
-  assert clean.hamming(np.uint64(clean.phash(a)), np.uint64(clean.phash(small))) <= 4
-  assert clean.hamming(np.uint64(clean.phash(a)), np.uint64(clean.phash(drawing(51)))) > 12
+  assert similarity.hamming(np.uint64(similarity.phash(a)),
+                            np.uint64(similarity.phash(small))) <= 4
+  assert similarity.hamming(np.uint64(similarity.phash(a)),
+                            np.uint64(similarity.phash(drawing(51)))) > 12
 
 
 def test_phash_is_the_imagehash_recipe():
@@ -264,5 +268,5 @@ def test_phash_is_the_imagehash_recipe():
         (32, 32), Image.Resampling.LANCZOS), np.float64)
     low = fftpack.dct(fftpack.dct(gray, axis=0), axis=1)[:8, :8]
     bits = (low > np.median(low)).ravel()
-    assert clean.phash(rgb) == int("".join("1" if b else "0" for b in bits), 2)
+    assert similarity.phash(rgb) == int("".join("1" if b else "0" for b in bits), 2)
 
