@@ -26,7 +26,6 @@ def get_config():
   config = anime_faces.get_config()
   config.data.source = "tfds"
   config.data.tfds_dir = ""  # required: the --output folder of mangacolor_jax.data.prepare
-  config.data.tfds_name = "mangacolor_images"
   config.data.tfds_train_split = "train"
   config.data.tfds_eval_split = "validation"  # "test" for final numbers only
   config.data.max_rotation = 5.0  # degrees; the series' "small rotation" augmentation

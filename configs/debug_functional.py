@@ -32,10 +32,10 @@ def get_config():
   config.data.flip = False
   config.data.color_jitter = 0.0
 
-  config.model.gen_depth = 3
-  config.model.disc_layers = 2
-  config.model.activation = "relu"
-  config.model.dropout = 0.0
+  config.model.gen.depth = 3
+  config.model.disc.layers = 2
+  config.model.gen.activation = "relu"
+  config.model.gen.dropout = 0.0
 
   config.loss.gradient_penalty = "none"
   config.loss.l2_weight = 0.0

@@ -61,7 +61,6 @@ def get_config():
   config.data.source = "synthetic"  # synthetic | folder | tfds
   config.data.image_dir = ""  # folder source: any folder of JPEG/PNG/WebP illustrations
   config.data.tfds_dir = ""  # tfds source: the --output folder of mangacolor_jax.data.prepare
-  config.data.tfds_name = "mangacolor_images"
   config.data.tfds_train_split = "train"
   config.data.tfds_eval_split = "validation"  # "test" for final numbers only
   config.data.image_size = 64  # training crop height (and width unless image_width > 0)
@@ -83,21 +82,26 @@ def get_config():
   config.data.color_jitter = 0.0  # 0 keeps the character's palette
 
   config.model = ml_collections.ConfigDict()
-  config.model.gen_features = 32  # first U-Net level width
-  config.model.gen_max_features = 256
-  config.model.gen_depth = 4  # downsamplings; image sides must be multiples of 2**depth
-  # How the 4x4/2 convolutions are computed: conv | space_to_depth | auto, the same function
-  # and parameters; auto is the fastest on a CPU (default step -5%, anime_faces -12%).
+  # How the 4x4/2 convolutions of both networks are computed: conv | space_to_depth | auto,
+  # the same function and parameters; auto is the fastest on a CPU (default step -5%,
+  # anime_faces -12%).
   config.model.downsample = "auto"
+  # The generator: the fields of nn.models.UNetGenerator.
+  config.model.gen = ml_collections.ConfigDict()
+  config.model.gen.features = 32  # first U-Net level width
+  config.model.gen.max_features = 256
+  config.model.gen.depth = 4  # downsamplings; image sides must be multiples of 2**depth
   # resize (nearest + conv) | transpose | subpixel | phase (transpose's function and
-  # weights without input dilation, models.Upsample)
-  config.model.gen_upsample = "resize"
-  config.model.disc_features = 32
-  config.model.disc_layers = 3  # PatchGAN: 3 gives a 70x70 receptive field
-  config.model.norm = "batch"  # batch | instance | layer | none (generator)
-  config.model.disc_norm = "batch"  # batch | instance | layer | none
-  config.model.activation = "relu"  # relu | leaky_relu | prelu (generator decoder)
-  config.model.dropout = 0.0  # generator decoder dropout rate
+  # weights without input dilation, nn.resampling.Upsample)
+  config.model.gen.upsample = "resize"
+  config.model.gen.norm = "batch"  # batch | instance | layer | none
+  config.model.gen.activation = "relu"  # relu | leaky_relu | prelu (decoder)
+  config.model.gen.dropout = 0.0  # decoder dropout rate
+  # The discriminator: the fields of nn.models.PatchDiscriminator.
+  config.model.disc = ml_collections.ConfigDict()
+  config.model.disc.features = 32
+  config.model.disc.layers = 3  # PatchGAN: 3 gives a 70x70 receptive field
+  config.model.disc.norm = "batch"  # batch | instance | layer | none
   # Parameter-path prefixes kept fixed (zero updates), e.g. ("gen/enc0_conv", "disc/conv0").
   config.model.freeze = ()
 

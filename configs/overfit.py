@@ -33,7 +33,7 @@ def get_config():
   config.data.flip = False
   config.data.color_jitter = 0.0
 
-  config.model.dropout = 0.0
+  config.model.gen.dropout = 0.0
   config.loss.l2_weight = 0.0
   config.loss.gradient_penalty = "none"
   return config

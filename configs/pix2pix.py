@@ -39,23 +39,23 @@ def get_config(arg: str = "256"):
   config.data.image_size = size
   config.data.image_width = 0
 
-  m = config.model
-  m.gen_features = 64  # ngf
-  m.gen_max_features = 512  # ngf * 8
-  m.gen_depth = depth  # num_downs = log2(size)
+  gen, disc = config.model.gen, config.model.disc
+  gen.features = 64  # ngf
+  gen.max_features = 512  # ngf * 8
+  gen.depth = depth  # num_downs = log2(size)
   # ConvTranspose 4x4/2, computed as four 2x2 convolutions; off the CPU as cuDNN's
   # backward-data convolution.
-  m.gen_upsample = "phase"
+  gen.upsample = "phase"
+  gen.norm = "batch"
+  gen.activation = "relu"
+  gen.dropout = 0.5
+  disc.features = 64  # ndf
+  disc.layers = 3  # 70x70 PatchGAN
+  disc.norm = "batch"
   # Conv 4x4/2: strided, its input gradient as a phase transposed conv; one matrix product
   # on inputs of side <= 16 (the same function and weights either way). Off the CPU: the
   # plain strided Conv, which cuDNN runs fastest, or space-to-depth for 1-4 channel inputs.
-  m.downsample = "auto"
-  m.disc_features = 64  # ndf
-  m.disc_layers = 3  # 70x70 PatchGAN
-  m.norm = "batch"
-  m.disc_norm = "batch"
-  m.activation = "relu"
-  m.dropout = 0.5
+  config.model.downsample = "auto"
 
   config.loss.gan = "vanilla"
   config.loss.gan_weight = 1.0

@@ -22,10 +22,10 @@ def get_config():
   config.data.num_train = 64
   config.data.num_val = 16
   config.data.max_val_images = 16
-  config.model.gen_features = 8
-  config.model.gen_max_features = 32
-  config.model.gen_depth = 3
-  config.model.disc_features = 8
-  config.model.disc_layers = 2
+  config.model.gen.features = 8
+  config.model.gen.max_features = 32
+  config.model.gen.depth = 3
+  config.model.disc.features = 8
+  config.model.disc.layers = 2
   config.eval.num_samples = 4
   return config

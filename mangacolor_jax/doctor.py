@@ -488,14 +488,14 @@ def check_inference_deterministic(setup, state, batch) -> Result:
   if diff != 0.0:
     problems.append(f"two inference runs differ by up to {diff:.3g}: dropout (or other "
                     "randomness) is on at inference")
-  dropout = float(setup.config.model.get("dropout", 0.0))
+  dropout = float(setup.config.model.gen.dropout)
   if dropout > 0:
     g_in = setup.generator_input(lineart, empty)
     run = lambda key: np.asarray(setup.gen.apply(
         {"params": state.g_params, "batch_stats": state.g_batch_stats}, g_in, train=True,
         mutable=["batch_stats"], rngs={"dropout": jax.random.key(key)})[0])
     if np.array_equal(run(1), run(2)):
-      problems.append(f"config.model.dropout={dropout} but training outputs do not depend "
+      problems.append(f"config.model.gen.dropout={dropout} but training outputs do not depend "
                       "on the dropout key: dropout is off in training")
   ok = not problems
   meaning = problems[0] if problems else (
@@ -542,7 +542,7 @@ def non_square_hw(setup) -> tuple[int, int]:
   h, w = setup.image_hw
   if h != w:
     return h, w
-  return h, w + 2**int(setup.config.model.gen_depth)
+  return h, w + 2**int(setup.config.model.gen.depth)
 
 
 def check_output_shapes(setup, state) -> Result:
@@ -679,8 +679,8 @@ def run_checks(config, *, setup=None, state=None, train_batches: Sequence[dict] 
   fixed = {k: np.asarray(train_batches[0][k])[:images] for k in ("lineart", "target")}
   val = {k: np.asarray(eval_batches[0][k])[:images] for k in ("lineart", "target")}
   opts = diagnostics.options(config)
-  freeze = tuple(config.model.get("freeze", ()))
-  upscale = int(config.data.get("lineart_upscale", 2))
+  freeze = tuple(config.model.freeze)
+  upscale = int(config.data.lineart_upscale)
   checks = [
       ("input_range", lambda: check_input_range(train_batches, eval_batches)),
       ("input_centring", lambda: check_input_centring(train_batches)),

@@ -11,7 +11,7 @@ totals), each worker's peak resident memory, and one JSON line.
   bash scripts/bench_vs_torch.sh 256                      # wraps this with the paths
   .venv/bin/python scripts/bench_vs_torch.py --size 128 --batch 4 --rounds 6 \
       --torch_python /tmp/torchvenv/bin/python \
-      --variant "transpose:model.gen_upsample=transpose,model.downsample=conv"
+      --variant "transpose:model.gen.upsample=transpose,model.downsample=conv"
 
 Each --variant NAME:KEY=VALUE,... adds another project worker with config overrides (the
 default variant, "project", is configs/pix2pix.py as it is).

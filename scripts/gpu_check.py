@@ -37,12 +37,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK = 790e12  # bf16 dense matrix product measured on this workplace's H100/H200
 VARIANTS = {
-    "native": "model.gen_upsample=transpose,model.downsample=conv",
-    "phase": "model.gen_upsample=phase,model.downsample=auto",
-    "phase_s2d": "model.gen_upsample=phase,model.downsample=space_to_depth",
+    "native": "model.gen.upsample=transpose,model.downsample=conv",
+    "phase": "model.gen.upsample=phase,model.downsample=auto",
+    "phase_s2d": "model.gen.upsample=phase,model.downsample=space_to_depth",
     # The GPU layers before the backward-data upsampling and narrow-layer forms (conv_forms
     # GPU_ settings off):
-    "phase_r49": "model.gen_upsample=phase,model.downsample=auto,"
+    "phase_r49": "model.gen.upsample=phase,model.downsample=auto,"
                  "conv_forms.GPU_DGRAD_UPSAMPLING=False,conv_forms.GPU_S2D_MAX_CHANNELS=0,"
                  "conv_forms.GPU_PAD_OUTPUT_CHANNELS=0",
 }

@@ -8,7 +8,7 @@ TensorFlow needed.
 
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:128 --steps 3
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:128 \
-      --config.model.gen_upsample=transpose --top 25 --trace_dir /tmp/trace
+      --config.model.gen.upsample=transpose --top 25 --trace_dir /tmp/trace
   .venv/bin/python scripts/profile_step.py --config configs/pix2pix.py:256 --one_core
   .venv/bin/python scripts/profile_step.py --summarise_trace trace.json.gz --steps 3 \
       --step_ms 20.3        # a trace saved on another machine (e.g. a GPU run), no JAX

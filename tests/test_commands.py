@@ -115,7 +115,7 @@ def test_benchmark_reports_speed_and_memory(tiny_config):
 def test_train_command_line_override_and_bad_value(tmp_path):
   base = [sys.executable, "-m", "mangacolor_jax.train", "--config", "configs/tiny.py",
           "--workdir", str(tmp_path / "run")]
-  bad = subprocess.run(base + ["--config.model.norm=group"], cwd=REPO, capture_output=True,
+  bad = subprocess.run(base + ["--config.model.gen.norm=group"], cwd=REPO, capture_output=True,
                        text=True, timeout=300)
-  assert bad.returncode != 0 and "config.model.norm" in bad.stderr
+  assert bad.returncode != 0 and "config.model.gen.norm" in bad.stderr
   assert not os.path.exists(tmp_path / "run" / "checkpoints" / "2")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from mangacolor_jax.runtime import compile as compile_lib
 from mangacolor_jax.training import checkpointing
+from mangacolor_jax.training import config_check
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.utils import images
 
@@ -32,7 +33,7 @@ def load_config_and_state(workdir: str, checkpoint: str | int = "best"
   ckpt = checkpointing.Checkpointer(directory, create=False)
   step = ckpt.resolve(checkpoint)
   meta = ckpt.restore_meta(step)
-  config = ml_collections.ConfigDict(meta["config"])
+  config = ml_collections.ConfigDict(config_check.upgrade_saved_config(meta["config"]))
   nets = state_lib.create_networks(config)
   abstract = jax.eval_shape(nets.create_state, jax.random.key(0))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -89,7 +90,7 @@ class Colorizer:
     self.config, self.state, self.step = load_config_and_state(workdir, checkpoint)
     self.nets = state_lib.create_networks(self.config)
     self._disc = None
-    self.multiple = 2**self.config.model.gen_depth
+    self.multiple = 2**self.config.model.gen.depth
     self._generate = compile_lib.jit(self.nets.generate, self.config)
 
   @property

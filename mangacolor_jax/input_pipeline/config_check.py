@@ -27,7 +27,7 @@ def image_hw(config) -> Tuple[int, int]:
     ValueError: if a side is not a positive int of at least 16.
   """
   height = config.data.image_size
-  width = config.data.get("image_width", 0) or height
+  width = config.data.image_width or height
   for field, v in (("image_size", height), ("image_width", width)):
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < _MIN_SIDE:
       raise ValueError(f"config.data.{field}={v!r} must be an int of at least {_MIN_SIDE}")
@@ -109,7 +109,7 @@ def validate_data_config(config) -> None:
     raise ValueError(
         f"config.data.max_val_images={data.max_val_images!r}: the validation set would be "
         "empty")
-  max_rotation = data.get("max_rotation", 0.0)
+  max_rotation = data.max_rotation
   if not 0.0 <= max_rotation <= 45.0:
     raise ValueError(f"config.data.max_rotation={max_rotation!r} must be in [0, 45] degrees")
   if data.source == "tfds":
@@ -146,5 +146,5 @@ def _check_tfds(config) -> None:
                        "empty")
   features = builder.info.features
   if "image" not in features:
-    raise ValueError(f"config.data.tfds_name={name!r}: the data set has no 'image' feature "
+    raise ValueError(f"config.data.tfds_dir={tfds_dir!r}: the data set has no 'image' feature "
                      f"(it has {sorted(features.keys())})")

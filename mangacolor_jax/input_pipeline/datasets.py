@@ -10,7 +10,7 @@ Sources (`config.data.source`, one class each in `sources.py`):
   aspect, gray and RGBA too (alpha is composited on white). A fixed share
   (`config.data.val_fraction`) is held out by `files.split_files`, again independent of the seed.
 * ``tfds``: the TFDS data set `python -m mangacolor_jax.data.prepare` builds in
-  `config.data.tfds_dir` (`tfds.builder(config.data.tfds_name, data_dir=...)`): training
+  `config.data.tfds_dir` (`tfds.builder("mangacolor_images", data_dir=...)`): training
   reads split `config.data.tfds_train_split` ("train"), evaluation
   `config.data.tfds_eval_split` ("validation"; "test" for the final numbers). Each split is
   read once, undecoded (`tfds.decode.SkipDecoding`), into host memory as a list of encoded
@@ -135,7 +135,7 @@ def create_train_dataset(config,
   extractors = tuple(data.extractors) if not isinstance(data.extractors, str) else (
       data.extractors,)
   lo_scale, hi_scale = (float(v) for v in data.crop_scale)
-  max_rotation = math.radians(float(data.get("max_rotation", 0.0)))
+  max_rotation = math.radians(float(data.max_rotation))
 
   def example_number(local):
     # Local counter -> global example number g: this process's slice of each global batch.

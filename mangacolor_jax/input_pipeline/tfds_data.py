@@ -13,11 +13,10 @@ from mangacolor_jax.input_pipeline import tfds_builder
 
 
 def fields(config) -> Tuple[str, str, str, str]:
-  """(tfds_dir, tfds_name, train split, eval split) with their defaults."""
+  """(tfds_dir, the data set's name, train split, eval split) of `config.data`."""
   data = config.data
-  return (os.path.expanduser(str(data.get("tfds_dir", "") or "")),
-          str(data.get("tfds_name", tfds_builder.NAME)), str(data.get("tfds_train_split", "train")),
-          str(data.get("tfds_eval_split", "validation")))
+  return (os.path.expanduser(str(data.tfds_dir)), tfds_builder.NAME,
+          str(data.tfds_train_split), str(data.tfds_eval_split))
 
 
 def open_builder(tfds_dir: str, name: str):
@@ -32,8 +31,7 @@ def open_builder(tfds_dir: str, name: str):
     builder = tfds.builder(name, data_dir=tfds_dir)
     prepared = builder.is_prepared()
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"config.data.tfds_dir={tfds_dir!r}, config.data.tfds_name={name!r}: "
-                     f"{type(e).__name__}: {e}") from None
+    raise ValueError(f"config.data.tfds_dir={tfds_dir!r}: {type(e).__name__}: {e}") from None
   if not prepared:
     raise ValueError(f"config.data.tfds_dir={tfds_dir!r}: no prepared data set {name!r} "
                      f"(looked in {os.path.join(os.path.abspath(tfds_dir), name)}); {how}")

@@ -122,29 +122,30 @@ class PatchDiscriminator(nn.Module):
 
 def validate_model_config(config, image_hw: tuple[int, int]) -> None:
   """Raises ValueError naming the field of `config.model` that cannot work at `image_hw`."""
-  m = config.model
-  for field, value, choices in (("norm", m.norm, layers_lib.NORMS),
-                                ("disc_norm", m.disc_norm, layers_lib.NORMS),
-                                ("activation", m.activation, layers_lib.ACTIVATIONS),
-                                ("gen_upsample", m.gen_upsample, resampling.UPSAMPLES),
+  m, gen, disc = config.model, config.model.gen, config.model.disc
+  for field, value, choices in (("gen.norm", gen.norm, layers_lib.NORMS),
+                                ("disc.norm", disc.norm, layers_lib.NORMS),
+                                ("gen.activation", gen.activation, layers_lib.ACTIVATIONS),
+                                ("gen.upsample", gen.upsample, resampling.UPSAMPLES),
                                 ("downsample", m.downsample, resampling.DOWNSAMPLES)):
     if value not in choices:
       raise ValueError(f"config.model.{field}={value!r} is not one of {choices}")
-  for field in ("gen_features", "gen_depth", "gen_max_features", "disc_features",
-                "disc_layers"):
-    if int(m[field]) <= 0:
-      raise ValueError(f"config.model.{field}={m[field]} must be positive")
-  if not 0.0 <= m.dropout < 1.0:
-    raise ValueError(f"config.model.dropout={m.dropout} must be in [0, 1)")
+  for field, value in (("gen.features", gen.features), ("gen.depth", gen.depth),
+                       ("gen.max_features", gen.max_features),
+                       ("disc.features", disc.features), ("disc.layers", disc.layers)):
+    if int(value) <= 0:
+      raise ValueError(f"config.model.{field}={value} must be positive")
+  if not 0.0 <= gen.dropout < 1.0:
+    raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw
-  multiple = 2**m.gen_depth
+  multiple = 2**gen.depth
   if h % multiple or w % multiple:
     raise ValueError(
-        f"config.data.image_size={(h, w)} must be a multiple of 2**config.model.gen_depth"
+        f"config.data.image_size={(h, w)} must be a multiple of 2**config.model.gen.depth"
         f" = {multiple} on each side")
-  if config.loss.gan != "none" and min(h, w) < 2**(m.disc_layers + 1):
+  if config.loss.gan != "none" and min(h, w) < 2**(disc.layers + 1):
     raise ValueError(f"config.data.image_size={(h, w)} is too small for "
-                     f"config.model.disc_layers={m.disc_layers}")
+                     f"config.model.disc.layers={disc.layers}")
 
 
 def input_channels(config) -> int:
@@ -153,17 +154,11 @@ def input_channels(config) -> int:
 
 
 def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:
-  """Builds the generator and discriminator from `config.model` and `config.dtype`."""
-  dtype = jnp.dtype(config.dtype)
-  m = config.model
-  # Configs written before `downsample` existed get nn.Conv, as they always did.
-  downsample = m.get("downsample", "conv")
-  gen = UNetGenerator(features=m.gen_features, max_features=m.gen_max_features,
-                      depth=m.gen_depth, norm=m.norm, activation=m.activation,
-                      upsample=m.gen_upsample, dropout=m.dropout, downsample=downsample,
-                      dtype=dtype)
-  disc = PatchDiscriminator(features=m.disc_features, layers=m.disc_layers,
-                            norm=m.disc_norm, downsample=downsample, dtype=dtype)
+  """The generator and discriminator of `config.model` (their fields, by name) at
+  `config.dtype`."""
+  m, dtype = config.model, jnp.dtype(config.dtype)
+  gen = UNetGenerator(**m.gen.to_dict(), downsample=m.downsample, dtype=dtype)
+  disc = PatchDiscriminator(**m.disc.to_dict(), downsample=m.downsample, dtype=dtype)
   return gen, disc
 
 

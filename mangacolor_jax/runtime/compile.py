@@ -43,7 +43,7 @@ def _accepted(option: str, value: str) -> bool:
 
 def compiler_options(config) -> dict[str, Any] | None:
   """XLA options for compiling `config`'s networks on the default backend (None: defaults)."""
-  if jax.default_backend() != "cpu" or config.get("cpu_ynnpack_convolutions", False):
+  if jax.default_backend() != "cpu" or config.cpu_ynnpack_convolutions:
     return None
   if not _accepted(YNN_OPTION, YNN_WITHOUT_CONVOLUTIONS):
     return None

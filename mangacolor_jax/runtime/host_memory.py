@@ -101,7 +101,7 @@ def keep_freed_memory() -> bool:
 
 def prepare(config) -> bool:
   """Step 1 if `config.cpu_reuse_step_memory` (default True); returns that setting."""
-  reuse = bool(config.get("cpu_reuse_step_memory", True))
+  reuse = bool(config.cpu_reuse_step_memory)
   if reuse:
     request_synchronous_cpu_dispatch()
   return reuse

@@ -2,6 +2,8 @@
 in bulk, so that a typo costs seconds. Each part of the config is checked by the module
 that uses it; the run-level fields here."""
 
+import json
+
 import ml_collections
 
 from mangacolor_jax.input_pipeline import config_check as data_check
@@ -11,6 +13,28 @@ from mangacolor_jax.nn import models
 from mangacolor_jax.training import optim
 
 DTYPES = ("float32", "bfloat16")
+# Model fields of configs saved before config.model.gen / config.model.disc existed.
+_FLAT_MODEL_FIELDS = {"gen_features": ("gen", "features"),
+                      "gen_max_features": ("gen", "max_features"),
+                      "gen_depth": ("gen", "depth"), "gen_upsample": ("gen", "upsample"),
+                      "norm": ("gen", "norm"), "activation": ("gen", "activation"),
+                      "dropout": ("gen", "dropout"), "disc_features": ("disc", "features"),
+                      "disc_layers": ("disc", "layers"), "disc_norm": ("disc", "norm")}
+
+
+def upgrade_saved_config(config: dict) -> dict:
+  """A config saved with an older checkpoint, in today's fields (so that its model loads):
+  flat model fields nested under gen / disc, `downsample` "conv" where it was not yet a
+  field (what those runs computed), the data set name no longer a field."""
+  config = json.loads(json.dumps(config))
+  model = config.get("model", {})
+  for old, (net, field) in _FLAT_MODEL_FIELDS.items():
+    if old in model:
+      model.setdefault(net, {})[field] = model.pop(old)
+  model.setdefault("downsample", "conv")
+  model.setdefault("freeze", [])
+  config.get("data", {}).pop("tfds_name", None)
+  return config
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -231,7 +231,7 @@ def test_frozen_variables(env):
 
 def test_randomness_at_inference_fails_determinism(env):
   config = tiny()
-  config.model.dropout = 0.5
+  config.model.gen.dropout = 0.5
   setup = state_lib.create_networks(config)
   state = jax.jit(setup.create_state)(jax.random.key(0))
   result = doctor.check_inference_deterministic(setup, state, env["fixed"])

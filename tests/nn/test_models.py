@@ -47,11 +47,11 @@ def test_parameter_counts(tiny_config, hints):
   g_params = gen.init(jax.random.key(0), x, train=False)["params"]
   d_params = disc.init(jax.random.key(0), x[..., :1], jnp.zeros((1, 32, 48, 3)),
                        train=False)["params"]
-  m = tiny_config.model
+  gen, disc = tiny_config.model.gen, tiny_config.model.disc
   assert models.count_params(g_params) == expected_generator_params(
-      cin, m.gen_features, m.gen_max_features, m.gen_depth)
+      cin, gen.features, gen.max_features, gen.depth)
   assert models.count_params(d_params) == expected_discriminator_params(
-      4, m.disc_features, m.disc_layers)
+      4, disc.features, disc.layers)
 
 
 @pytest.mark.parametrize("upsample", resampling.UPSAMPLES)

@@ -144,16 +144,17 @@ def test_planted_faults_are_warned(env):
   # Exploding: the bounds come from config.diagnostics; the healthy step has none.
   out = diag.write(5, before, after, batch)
   assert not any("exploding" in w or "vanishing" in w for w in out["warnings"])
+  healthy_max = diag.opts["grad_norm_max"]
   diag.opts["grad_norm_max"] = 1e-3
   try:
     out = diag.write(6, before, after, batch)
   finally:
-    diag.opts["grad_norm_max"] = diagnostics.DEFAULTS["grad_norm_max"]
+    diag.opts["grad_norm_max"] = healthy_max
   assert any("exploding gradient in disc/" in w for w in out["warnings"])
 
 
-def test_gradient_and_update_warnings_pure():
-  opts = dict(diagnostics.DEFAULTS)
+def test_gradient_and_update_warnings_pure(tiny_config):
+  opts = diagnostics.options(tiny_config)
   order = ["enc0_conv", "mid", "out"]
   sizes = {"enc0_conv": 100, "mid": 100, "out": 100}
   healthy = {"enc0_conv": 0.5, "mid": 1.0, "out": 2.0}

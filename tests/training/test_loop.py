@@ -89,7 +89,7 @@ def _run_steps(config, mesh, num_steps, seed=0):
 
 def test_same_seed_is_bit_identical_and_seed_matters(tiny_config):
   tiny_config.hints.mode = "sparse"
-  tiny_config.model.dropout = 0.5  # dropout and hints both draw from the state's key
+  tiny_config.model.gen.dropout = 0.5  # dropout and hints both draw from the state's key
   mesh = mesh_lib.create_mesh()
   a, losses_a = _run_steps(tiny_config, mesh, 3)
   b, losses_b = _run_steps(tiny_config, mesh, 3)
@@ -170,10 +170,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_p
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("model.norm", "group", "config.model.norm"),
+    ("model.gen.norm", "group", "config.model.gen.norm"),
     ("model.downsample", "pool", "config.model.downsample"),
     ("batch_size", 12, "not divisible by the 8 devices"),
-    ("data.image_size", 36, "multiple of 2\\*\\*config.model.gen_depth"),
+    ("data.image_size", 36, "multiple of 2\\*\\*config.model.gen.depth"),
     ("loss.gan", "wgan", "config.loss.gan"),
     ("optim.schedule", "step", "config.optim.schedule"),
     ("data.source", "folder", "config.data.image_dir"),

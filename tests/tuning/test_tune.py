@@ -37,7 +37,7 @@ def tensorboard_tags(workdir):
 def test_parse_param_and_bad_specs():
   assert G_LR == tune.Param("optim.g_lr", 1e-5, 1e-2, "log", 4)
   assert math.isclose(G_LR.spacing, 1.0)  # one decade per step
-  assert tune.parse_param("config.model.dropout=0:0.3:lin:4").spacing == pytest.approx(0.1)
+  assert tune.parse_param("config.model.gen.dropout=0:0.3:lin:4").spacing == pytest.approx(0.1)
   for bad in ("optim.g_lr", "optim.g_lr=1e-5:1e-2:log", "optim.g_lr=0:1:log:3",
               "optim.g_lr=1:0.1:log:3", "optim.g_lr=1e-5:1e-2:cube:3"):
     with pytest.raises(ValueError, match="--param"):
@@ -186,11 +186,11 @@ def test_sweep_without_extension_and_failures(tiny_config, tmp_path):
 
 
 def test_set_field_keeps_types(tiny_config):
-  assert tune.set_field(tiny_config, "model.gen_features", 11.6) == 12
-  assert tiny_config.model.gen_features == 12
+  assert tune.set_field(tiny_config, "model.gen.features", 11.6) == 12
+  assert tiny_config.model.gen.features == 12
   assert tune.set_field(tiny_config, "optim.g_lr", 3) == 3.0
   with pytest.raises(ValueError, match="not a number"):
-    tune.set_field(tiny_config, "model.norm", 1.0)
+    tune.set_field(tiny_config, "model.gen.norm", 1.0)
 
 
 def test_sweep_command_runs_trials_as_train_processes(tmp_path):

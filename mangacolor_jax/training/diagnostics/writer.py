@@ -40,7 +40,7 @@ logging writer would print every histogram); the log gets one summary line per d
 step and an absl warning for vanishing or exploding gradients, gradients that shrink by more
 than a factor from the output layer to the input layer, a median update ratio outside
 [update_ratio_min, update_ratio_max], dead layers, and non-finite values. Bounds come from
-`config.diagnostics` (defaults in `DEFAULTS`).
+`config.diagnostics` (set in configs/default.py).
 
 The doctor (`debug/`) reuses the pure functions below: `loss_gradients`, `capture`,
 `layer_norms`, `dead_fraction`, `call_order`, `gradient_warnings`.
@@ -68,16 +68,6 @@ from mangacolor_jax.runtime import seeds
 from mangacolor_jax.training import objective
 from mangacolor_jax.utils import images
 
-DEFAULTS = {
-    "grad_norm_min": 1e-7,
-    "grad_norm_max": 1e3,
-    "grad_shrink_factor": 1e3,
-    "update_ratio_min": 1e-4,
-    "update_ratio_max": 1e-2,
-    "dead_max": 0.5,
-    "patch_layers": ("gen/enc2_act", "disc/act2"),
-    "patch_features": 4,
-}
 NETS = ("gen", "disc")
 # The module whose output feeds each network's output non-linearity (tanh / the logits).
 OUTPUT_LAYERS = {"gen": "dec0_up", "disc": "logits"}
@@ -88,12 +78,8 @@ _TILE = 48  # about the pixels of one filter / patch tile in the image grids
 
 
 def options(config) -> dict[str, Any]:
-  """`DEFAULTS` updated with `config.diagnostics` (absent in older configs)."""
-  out = dict(DEFAULTS)
-  extra = config.get("diagnostics", None)
-  if extra is not None:
-    out.update(extra.to_dict() if hasattr(extra, "to_dict") else dict(extra))
-  return out
+  """The warning bounds and patch settings of `config.diagnostics`, as a dict."""
+  return config.diagnostics.to_dict()
 
 
 # ------------------------------------------------------------------- pure, jit-able parts
