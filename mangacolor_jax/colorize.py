@@ -25,16 +25,15 @@ import sys
 from absl import app
 from absl import flags
 
+from mangacolor_jax.infer import ensemble
 from mangacolor_jax.infer import sketches
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 flags.DEFINE_string("ensemble", None, "Comma-separated workdirs whose outputs are "
                     "averaged (instead of --workdir).")
-flags.DEFINE_enum("ensemble_weights", "uniform", ["uniform", "psnr", "disc"],
-                  "Ensemble weights: uniform; psnr (each member's validation PSNR saved "
-                  "with its checkpoint); disc (each member's discriminator's score of its "
-                  "output, per image).")
+flags.DEFINE_enum("ensemble_weights", "uniform", ensemble.WEIGHTINGS,
+                  ensemble.WEIGHTINGS_HELP)
 flags.DEFINE_string("input", None, "A line-art image, or a folder of them.")
 flags.DEFINE_string("output", None, "Output image path, or a folder for a folder input.")
 flags.DEFINE_string("hints", None, "Optional RGBA hint image (single input only).")

@@ -35,10 +35,8 @@ flags.DEFINE_string("checkpoint", "best", "best | latest | a step number, or sev
                     "comma-separated steps of --workdir to evaluate as an ensemble.")
 flags.DEFINE_string("ensemble", None, "Comma-separated workdirs to evaluate as an "
                     "ensemble (instead of --workdir).")
-flags.DEFINE_enum("ensemble_weights", "uniform", ["uniform", "psnr", "disc"],
-                  "Ensemble weights: uniform; psnr (validation PSNR saved with each "
-                  "member's checkpoint); disc (each member's discriminator's score of its "
-                  "output, per image).")
+flags.DEFINE_enum("ensemble_weights", "uniform", ensemble.WEIGHTINGS,
+                  ensemble.WEIGHTINGS_HELP)
 
 
 def main(argv):

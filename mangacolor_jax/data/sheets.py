@@ -13,6 +13,8 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
+from mangacolor_jax.utils import images
+
 THUMB = 80  # contact-sheet cell side, pixels
 
 
@@ -68,11 +70,6 @@ def histogram_plot(values: np.ndarray, threshold: float, label: str, bins: int =
   return np.asarray(image)
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """[-1, 1] to [0, 255] (clipped, rounded)."""
-  return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def batch_grid(batch: Dict[str, np.ndarray], max_images: int = 8) -> np.ndarray:
   """uint8 [rows, cols, 3]: a header, then one row per example: line art | hints | target.
 
@@ -89,13 +86,13 @@ def batch_grid(batch: Dict[str, np.ndarray], max_images: int = 8) -> np.ndarray:
   for c, key in enumerate(columns):
     x = batch[key][:n]
     x = x[..., :3] if key == "hints" else x
-    images = to_uint8(x)
-    if images.shape[-1] == 1:
-      images = np.repeat(images, 3, axis=-1)
-    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    pixels = images.to_uint8(x)
+    if pixels.shape[-1] == 1:
+      pixels = np.repeat(pixels, 3, axis=-1)
+    pixels = pixels.repeat(scale, axis=1).repeat(scale, axis=2)
     for r in range(n):
       y0, x0 = header + r * (cell_h + gap), c * (cell_w + gap)
-      grid[y0:y0 + cell_h, x0:x0 + cell_w] = images[r]
+      grid[y0:y0 + cell_h, x0:x0 + cell_w] = pixels[r]
   image = Image.fromarray(grid)
   draw = ImageDraw.Draw(image)
   for c, key in enumerate(columns):

@@ -20,6 +20,10 @@ def checkpoint_metrics(workdir: str, step: int) -> dict[str, float]:
 
 
 WEIGHTINGS = ("uniform", "psnr", "disc")
+# The --ensemble_weights flag's help, for the commands that take ensembles.
+WEIGHTINGS_HELP = ("Ensemble weights: uniform; psnr (each member's validation PSNR saved with "
+                   "its checkpoint); disc (each member's discriminator's score of its output, "
+                   "per image).")
 
 
 def parse_members(workdirs: str | None, checkpoints: str | None) -> list[tuple[str, str]]:

@@ -285,22 +285,3 @@ def to_unit(x: Array) -> jax.Array:
   """Maps model space [-1, 1] to [0, 1], clipping values outside."""
   x = _as_float(x)
   return jnp.clip((x + 1.0) * 0.5, 0.0, 1.0)
-
-
-def to_uint8(x: Array) -> np.ndarray:
-  """Maps model space [-1, 1] to a uint8 numpy array in [0, 255].
-
-  Values are clipped, then rounded to the nearest integer (ties to even, as
-  np.rint). NaNs become 0 so a diverged generator still gives a writable
-  image. Runs on the host: it is for writing images, not for use under jit.
-
-  Args:
-    x: Array of any shape in [-1, 1] (jax or numpy).
-
-  Returns:
-    np.ndarray of dtype uint8 and the same shape.
-  """
-  x = np.asarray(x, dtype=np.float32)
-  x = np.nan_to_num(x, nan=-1.0)
-  x = np.clip((x + 1.0) * 127.5, 0.0, 255.0)
-  return np.rint(x).astype(np.uint8)

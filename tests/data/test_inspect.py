@@ -10,6 +10,7 @@ import pytest
 from mangacolor_jax.input_pipeline import datasets
 from mangacolor_jax.data import inspection
 from mangacolor_jax.data import sheets
+from mangacolor_jax.utils import images
 
 
 def _good_batches(rng, b=4, hw=(32, 48), n=3):
@@ -52,9 +53,9 @@ def test_grid_shows_values_exactly_as_the_model_gets_them():
     cells = [grid[y0:y0 + h * scale:scale, c * (w * scale + gap):
                   c * (w * scale + gap) + w * scale:scale] for c in range(3)]
     np.testing.assert_array_equal(cells[0][..., 0],
-                                  sheets.to_uint8(batch["lineart"][row, ..., 0]))
-    np.testing.assert_array_equal(cells[1], sheets.to_uint8(hints[row, ..., :3]))
-    np.testing.assert_array_equal(cells[2], sheets.to_uint8(batch["target"][row]))
+                                  images.to_uint8(batch["lineart"][row, ..., 0]))
+    np.testing.assert_array_equal(cells[1], images.to_uint8(hints[row, ..., :3]))
+    np.testing.assert_array_equal(cells[2], images.to_uint8(batch["target"][row]))
   # No hint is 0, mid-grey, as the model sees it; the hint pixel has its colour.
   assert (grid[header + 0, w * scale + gap] == 128).all()
   np.testing.assert_array_equal(
