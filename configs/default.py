@@ -51,10 +51,10 @@ def get_config():
   config.dtype = "float32"
   # CPU (glibc): keep each training step's scratch buffer mapped for the next step instead
   # of the OS mapping it afresh (-9% per step at 256x256, -18% at 128; see
-  # mangacolor_jax/host_memory.py). Process-wide: synchronous CPU dispatch and mallopt.
+  # mangacolor_jax/runtime/host_memory.py). Process-wide: synchronous CPU dispatch and mallopt.
   config.cpu_reuse_step_memory = True
   # CPU: convolutions by Eigen, matrix products and reductions by YNNPACK (True: all by
-  # YNNPACK, XLA's default; why and how much: mangacolor_jax/xla_cpu.py).
+  # YNNPACK, XLA's default; why and how much: mangacolor_jax/runtime/compile.py).
   config.cpu_ynnpack_convolutions = False
 
   config.data = ml_collections.ConfigDict()

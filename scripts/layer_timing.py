@@ -86,7 +86,7 @@ def run_jax(args):
   from mangacolor_jax.nn import resampling  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
 
-  config = default.get_config()  # compiled as the project compiles (mangacolor_jax.xla_cpu)
+  config = default.get_config()  # compiled as the project compiles (mangacolor_jax.runtime.compile)
   config.cpu_ynnpack_convolutions = args.ynnpack_convolutions
 
   dtype = jnp.dtype(args.dtype)

@@ -18,7 +18,7 @@ Two process-wide settings keep the buffer from one step to the next:
 
 `config.cpu_reuse_step_memory` (default True) turns both on. They apply to single-device
 steps on the CPU backend with glibc (Linux) and do nothing elsewhere; the numbers computed
-are the same bit for bit (tests/test_host_memory.py).
+are the same bit for bit (tests/runtime/test_host_memory.py).
 """
 
 import ctypes
