@@ -123,6 +123,9 @@ def validate_data_config(config) -> None:
   else:
     if not 0.0 < data.val_fraction < 1.0:
       raise ValueError(f"config.data.val_fraction={data.val_fraction!r} must be in (0, 1)")
+    if not 0.0 <= data.test_fraction < 1.0 - data.val_fraction:
+      raise ValueError(f"config.data.test_fraction={data.test_fraction!r} must be in "
+                       f"[0, 1 - config.data.val_fraction)")
     found = check_folder(data.image_dir, "config.data.image_dir")
     if len(found) < 2:
       raise ValueError(

@@ -196,6 +196,7 @@ def count_eval_images(config, image_dir: Optional[str] = None) -> int:
 def create_eval_dataset(config,
                         *,
                         image_dir: Optional[str] = None,
+                        split: str = "val",
                         process_index: int = 0,
                         process_count: int = 1) -> tf.data.Dataset:
   """Finite, deterministic evaluation batches for this process.
@@ -208,6 +209,8 @@ def create_eval_dataset(config,
   Args:
     config: the run's ConfigDict.
     image_dir: optional folder to evaluate instead of the configured source.
+    split: "val", or "test" (`sources.create_source`): the images neither training nor
+      validation reads, for final numbers.
     process_index: this process's index.
     process_count: number of processes.
 
@@ -219,7 +222,7 @@ def create_eval_dataset(config,
   config_check.validate_data_config(config)
   per_process = _batch_split(config, process_index, process_count)
   global_batch = config.batch_size
-  source = sources.create_source(config, "val", image_dir=image_dir)
+  source = sources.create_source(config, split, image_dir=image_dir)
   n = source.size
   hw = config_check.image_hw(config)
   upscale = int(config.data.lineart_upscale)

@@ -7,6 +7,8 @@ from typing import List, Sequence, Tuple
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # Key of the train/validation file split; changing it reshuffles every folder's split.
 _SPLIT_KEY = b"mangacolor_jax/split/v1:"
+# Key of the test split (`hold_out_test`), drawn before the validation split.
+_TEST_KEY = b"mangacolor_jax/test/v1:"
 
 
 def list_images(image_dir: str) -> List[str]:
@@ -22,6 +24,18 @@ def list_images(image_dir: str) -> List[str]:
       if not name.startswith(".") and name.lower().endswith(SUPPORTED_EXTENSIONS):
         found.append(os.path.join(root, name))
   return sorted(found)
+
+
+def _hash_split(files: Sequence[str], count: int, key: bytes) -> Tuple[List[str], List[str]]:
+  """(the rest, `count` files) of a sorted list, the `count` chosen by a keyed hash of the
+  base names (see `split_files`), each sorted."""
+  def order(i):
+    name = os.path.basename(files[i]).encode("utf-8", "surrogateescape")
+    return hashlib.sha1(key + name).digest(), files[i]
+
+  chosen = set(sorted(range(len(files)), key=order)[:count])
+  return ([f for i, f in enumerate(files) if i not in chosen],
+          [f for i, f in enumerate(files) if i in chosen])
 
 
 def split_files(files: Sequence[str], val_fraction: float) -> Tuple[List[str], List[str]]:
@@ -43,12 +57,12 @@ def split_files(files: Sequence[str], val_fraction: float) -> Tuple[List[str], L
   if not files:
     return [], []
   n_val = min(len(files), max(1, int(round(len(files) * val_fraction))))
+  return _hash_split(files, n_val, _SPLIT_KEY)
 
-  def key(i):
-    name = os.path.basename(files[i]).encode("utf-8", "surrogateescape")
-    return hashlib.sha1(_SPLIT_KEY + name).digest(), files[i]
 
-  val_ids = set(sorted(range(len(files)), key=key)[:n_val])
-  train = [f for i, f in enumerate(files) if i not in val_ids]
-  val = [f for i, f in enumerate(files) if i in val_ids]
-  return train, val
+def hold_out_test(files: Sequence[str], test_fraction: float) -> Tuple[List[str], List[str]]:
+  """(the rest, the test split): `test_fraction` of the files (rounded), chosen like
+  `split_files` but by a key of its own, before the train/validation split, so that
+  neither training nor validation ever reads a test image. 0 holds out nothing."""
+  files = sorted(files)
+  return _hash_split(files, int(round(len(files) * test_fraction)), _TEST_KEY)

@@ -25,7 +25,8 @@ SYNTHETIC_DATA_SEED = 20180101
 
 class SyntheticSource:
   """The procedural character (`synthetic.render`): train items are renderer indices
-  [0, num_train), validation items [num_train, num_train + num_val), at the output size."""
+  [0, num_train), validation items the next num_val, test items the num_val after those,
+  at the output size."""
   decodes_files = False
 
   def __init__(self, config, split: str):
@@ -33,6 +34,8 @@ class SyntheticSource:
     self.hw = config_check.image_hw(config)
     if split == "train":
       self.first, self.size = 0, int(data.num_train)
+    elif split == "test":
+      self.first, self.size = int(data.num_train) + int(data.num_val), int(data.num_val)
     else:
       self.first = int(data.num_train)
       self.size = min(int(data.num_val), int(data.max_val_images))
@@ -76,9 +79,9 @@ class TfdsSource:
 
   def __init__(self, config, split: str):
     tfds_dir, name, train_split, eval_split = tfds_data.fields(config)
-    encoded, ids = tfds_data.load_split(tfds_dir, name,
-                                        train_split if split == "train" else eval_split)
-    if split != "train":
+    names = {"train": train_split, "val": eval_split, "test": "test"}
+    encoded, ids = tfds_data.load_split(tfds_dir, name, names[split])
+    if split == "val":
       cap = int(config.data.max_val_images)
       encoded, ids = encoded[:cap], ids[:cap]
     self._encoded = encoded
@@ -98,8 +101,13 @@ class TfdsSource:
 
 
 def create_source(config, split: str, image_dir: Optional[str] = None):
-  """The source of `split` ("train" or "val") of `config.data.source`, or, with
-  `image_dir`, every image of that folder (no split, no cap)."""
+  """The source of `split` of `config.data.source`, or, with `image_dir`, every image of
+  that folder (no split, no cap).
+
+  Splits: "train", "val" (at most `config.data.max_val_images`) and "test" (all of it:
+  what training and validation never read; a folder's `config.data.test_fraction`, the
+  TFDS data set's "test" split).
+  """
   data = config.data
   if image_dir is not None:
     return FolderSource(config_check.check_folder(image_dir, "image_dir"))
@@ -107,8 +115,13 @@ def create_source(config, split: str, image_dir: Optional[str] = None):
     return TfdsSource(config, split)
   if data.source == "synthetic":
     return SyntheticSource(config, split)
-  train, val = files.split_files(files.list_images(os.path.expanduser(data.image_dir)),
-                                 data.val_fraction)
-  logging.info("Folder %s: %d train and %d validation files (%s split).", data.image_dir,
-               len(train), len(val), split)
-  return FolderSource(train if split == "train" else val[:int(data.max_val_images)])
+  rest, test = files.hold_out_test(files.list_images(os.path.expanduser(data.image_dir)),
+                                   data.test_fraction)
+  train, val = files.split_files(rest, data.val_fraction)
+  logging.info("Folder %s: %d train, %d validation and %d test files (%s split).",
+               data.image_dir, len(train), len(val), len(test), split)
+  chosen = {"train": train, "val": val[:int(data.max_val_images)], "test": test}[split]
+  if not chosen:
+    raise ValueError(f"config.data.test_fraction={data.test_fraction}: the folder "
+                     f"{data.image_dir} has no {split} split")
+  return FolderSource(chosen)

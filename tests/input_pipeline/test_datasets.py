@@ -371,3 +371,27 @@ def test_folder_source_on_anime_faces(tmp_path):
   assert n_val == max(1, round(len(names) * config.data.val_fraction))
   batches = list(datasets.create_eval_dataset(config).as_numpy_iterator())
   assert sum(b["valid"].sum() for b in batches) == n_val
+
+
+def test_test_split_is_held_out_before_validation_and_never_trained_on(tmp_path):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for i in range(40):
+    Image.fromarray(np.full((20, 24, 3), i * 6, np.uint8)).save(folder / f"{i:02d}.png")
+  files = sorted(str(p) for p in folder.iterdir())
+  rest, test = ip_files.hold_out_test(files, 0.1)
+  assert len(test) == 4 and not set(test) & set(rest) and sorted(rest + test) == files
+  assert ip_files.hold_out_test(files[::-1], 0.1) == (rest, test)  # order-free
+  assert ip_files.hold_out_test(files, 0.0) == (files, [])  # the default: nothing held out
+  config = _config(source="folder", image_dir=str(folder), val_fraction=0.25,
+                   test_fraction=0.1)
+  names = lambda split: {n.decode() for b in datasets.create_eval_dataset(
+      config, split=split).as_numpy_iterator() for n, v in zip(b["name"], b["valid"]) if v}
+  test_names = names("test")
+  assert test_names == {os.path.basename(f) for f in test}
+  assert not test_names & names("val")
+  train = sources.create_source(config, "train")
+  assert not {os.path.basename(f) for f in train.files} & test_names
+  # Without a test fraction, train and validation are exactly what they always were.
+  config.data.test_fraction = 0.0
+  assert sources.create_source(config, "train").files == ip_files.split_files(files, 0.25)[0]
