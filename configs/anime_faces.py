@@ -28,6 +28,7 @@ def get_config():
   config.data.image_size = 64
   config.data.max_val_images = 400
   config.data.color_jitter = 0.3  # real palettes vary: colour distortion is augmentation
+  config.data.test_fraction = 0.1  # held out for the quality protocol (docs/quality.md)
   config.model.gen.depth = 5
   config.hints.mode = "sparse"
   config.hints.max_points = 32

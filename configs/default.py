@@ -131,9 +131,13 @@ def get_config():
   config.optim.grad_clip = 0.0  # global-norm clip; 0 turns it off
 
   config.hints = ml_collections.ConfigDict()
-  config.hints.mode = "none"  # none | sparse
+  config.hints.mode = "none"  # none | sparse (pixels) | strokes (as a person paints)
   config.hints.max_points = 32  # hint pixels per image at most
   config.hints.drop_prob = 0.5  # share of training images given no hint at all
+  config.hints.max_strokes = 30  # strokes mode: strokes per image at most (log-uniform)
+  config.hints.stroke_length = (0.05, 0.25)  # share of the shorter side
+  config.hints.stroke_width = (1.0, 3.0)  # pixels at 64 px, scaled with the image
+  config.hints.region_tolerance = 0.25  # a stroke covers colours this close to its start's
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 8  # images in the sample grids

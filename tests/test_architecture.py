@@ -18,7 +18,7 @@ LAYERS = (
     ("data",),
     ("training",),
     ("infer",),
-    ("debug", "perf", "tuning"),
+    ("debug", "perf", "protocol", "tuning"),
 )
 COMMANDS = {"mangacolor_jax.data.crawl", "mangacolor_jax.data.clean",
             "mangacolor_jax.data.prepare", "mangacolor_jax.data.inspect"}

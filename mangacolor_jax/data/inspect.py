@@ -11,7 +11,7 @@ fixed evaluation hints).
 
 Writes to `--output` (a new or empty folder, or an earlier inspect's: never a folder of
 someone else's): `train_batch_<k>.png` and `validation_batch.png` (one row per example:
-line art | hints, when `config.hints.mode` is "sparse" | target, every value mapped from
+line art | hints, when the config gives hints | target, every value mapped from
 [-1, 1] to [0, 255] exactly as the model receives it: a missing hint is 0, mid-grey),
 `histograms.png` (the input values of each tensor, train and validation), `report.json`
 (statistics per tensor and the checks), and the same images, histograms and means as

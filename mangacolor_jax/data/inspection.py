@@ -50,14 +50,14 @@ def collect_batches(config, num_batches: int) -> Tuple[List[Dict[str, np.ndarray
   val = dict(next(datasets.create_eval_dataset(config).as_numpy_iterator()))
   keep = val.pop("valid") > 0
   val = {k: v[keep] for k, v in val.items()}
-  if config.hints.mode == "sparse":
+  if config.hints.mode != "none":
     for step, batch in enumerate(train):
-      batch["hints"] = np.asarray(hints_lib.sample_hints(
-          seeds.step_keys(train_rng, step).hints, batch["target"], config.hints.max_points, config.hints.drop_prob))
+      batch["hints"] = np.asarray(hints_lib.training_hints(
+          seeds.step_keys(train_rng, step).hints, config.hints, batch["target"],
+          batch["lineart"]))
     # Evaluation gives hints to every image (drop 0), from the trainer's fixed key.
-    val["hints"] = np.asarray(hints_lib.sample_hints(
-        seeds.eval_hints_key(0), val["target"],
-        config.hints.max_points, 0.0))
+    val["hints"] = np.asarray(hints_lib.evaluation_hints(
+        seeds.eval_hints_key(0), config.hints, val["target"], val["lineart"]))
   return train, val
 
 

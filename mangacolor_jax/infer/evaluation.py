@@ -131,8 +131,8 @@ def evaluate_ensemble(members: list[tuple[str, str | int]], weights: str = "unif
       sums.add(name, quality(out, target, ""), valid)
     weight_sums += (w * valid[None]).sum(axis=1)
     if ensemble.takes_hints:
-      hint_tensor = np.asarray(hints_lib.sample_hints(
-          seeds.eval_hints_key(i), target, config.hints.max_points, 0.0))
+      hint_tensor = np.asarray(hints_lib.evaluation_hints(
+          seeds.eval_hints_key(i), config.hints, target, lineart))
       hinted_mean, hinted, _ = ensemble.predict_members(lineart, hint_tensor)
       for name, out in zip(names, [hinted_mean, *hinted]):
         sums.add(name, quality(out, target, "_hints"), valid)

@@ -150,7 +150,7 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
 
 def input_channels(config) -> int:
   """Generator input channels: line art (1) + hint colours (3) + hint mask (1) if hints."""
-  return 1 + (4 if config.hints.mode == "sparse" else 0)
+  return 1 + (4 if config.hints.mode != "none" else 0)
 
 
 def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:

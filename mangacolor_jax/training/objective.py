@@ -17,12 +17,12 @@ from mangacolor_jax.runtime import seeds
 from mangacolor_jax.training import state as state_lib
 
 
-def step_hints(nets: state_lib.Networks, keys: seeds.StepKeys, target: jax.Array):
+def step_hints(nets: state_lib.Networks, keys: seeds.StepKeys, target: jax.Array,
+               lineart: jax.Array):
   """The hints a training step gives G (None when the model takes none)."""
   if not nets.use_hints:
     return None
-  hints = nets.config.hints
-  return hints_lib.sample_hints(keys.hints, target, hints.max_points, hints.drop_prob)
+  return hints_lib.training_hints(keys.hints, nets.config.hints, target, lineart)
 
 
 def discriminator_loss(nets: state_lib.Networks, d_params, d_batch_stats, lineart,

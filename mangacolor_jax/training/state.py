@@ -53,7 +53,7 @@ class Networks:
 
   @property
   def use_hints(self) -> bool:
-    return self.config.hints.mode == "sparse"
+    return self.config.hints.mode != "none"
 
   @property
   def image_hw(self) -> tuple[int, int]:

@@ -29,7 +29,8 @@ def train_step(nets: state_lib.Networks, state: state_lib.GANState,
   lc = nets.config.loss
   keys = seeds.step_keys(state.rng, state.step)
   lineart, target = batch["lineart"], batch["target"]
-  g_in = nets.generator_input(lineart, objective.step_hints(nets, keys, target))
+  g_in = nets.generator_input(lineart,
+                              objective.step_hints(nets, keys, target, lineart))
 
   def g_forward(g_params):
     return nets.generate_for_training(g_params, state.g_batch_stats, g_in, keys.dropout)
@@ -107,9 +108,8 @@ def eval_step(nets: state_lib.Networks, state: state_lib.GANState,
   metrics = quality_metrics(fake, target)
   metrics.update(reference_metrics(lineart, target))
   if nets.use_hints:
-    # Sparse hints only (no image dropped), as a user who gives some would.
-    hint_tensor = hints_lib.sample_hints(hints_rng, target, nets.config.hints.max_points,
-                                         0.0)
+    # Hints for every image (none dropped), as a user who gives some would.
+    hint_tensor = hints_lib.evaluation_hints(hints_rng, nets.config.hints, target, lineart)
     metrics.update(quality_metrics(nets.generate(state, lineart, hint_tensor), target,
                                    "_hints"))
   return metrics, fake

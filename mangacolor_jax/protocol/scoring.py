@@ -1,0 +1,44 @@
+"""Scoring any colorizer on the protocol's test set: PSNR, SSIM, L1 in Lab and the
+colourfulness ratio (outputs' mean colourfulness over the targets'), per extractor and
+per stroke count. A model is a `predict(lineart, hints) -> outputs` function on batches
+([B, H, W, 1] and [B, H, W, 4] or None, in [-1, 1]), so the PyTorch peer is scored by the
+same code."""
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from mangacolor_jax.nn import image_metrics
+from mangacolor_jax.protocol import testset as testset_lib
+from mangacolor_jax.training import step as step_lib
+
+Predict = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def score(predict: Predict, takes_hints: bool, test: testset_lib.TestSet,
+          batch: int = 50) -> dict[str, dict[str, dict[str, float]]]:
+  """{extractor: {"strokes_N": {psnr, ssim, lab_l1, colourfulness_ratio}}}: every
+  extractor without hints and, for a model that takes hints, the `xdog` line art with each
+  stroke count."""
+  metrics = jax.jit(step_lib.quality_metrics)
+  target_colour = float(np.mean(np.asarray(image_metrics.colourfulness(
+      image_metrics.to_unit(test.target)))))
+  out = {}
+  for name, art in test.lineart.items():
+    out[name] = {}
+    for count, hints in test.hints.items():
+      # Hints on the training extractor's line art; the others show robustness without.
+      if count and (not takes_hints or name != "xdog"):
+        continue
+      sums = {}
+      for i in range(0, len(art), batch):
+        h = None if hints is None else hints[i:i + batch]
+        fake = predict(art[i:i + batch], h)
+        for k, v in jax.device_get(metrics(fake, test.target[i:i + batch])).items():
+          sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
+      n = len(art)
+      out[name][f"strokes_{count}"] = {
+          "psnr": sums["psnr"] / n, "ssim": sums["ssim"] / n, "lab_l1": sums["lab_l1"] / n,
+          "colourfulness_ratio": sums["colourfulness"] / n / target_colour}
+  return out

@@ -1,0 +1,70 @@
+"""The protocol's test set: the images of a config's test split, their line art from three
+extractors, and painted hints of fixed stroke counts.
+
+The extractors are training's two at the middle of their ranges (`xdog`, sigma 0.4;
+`dilate`, gain 2.5) and one that training never uses (`xdog_thick`, sigma 0.8: thicker
+lines and inked dark areas), so a model that only knows its own line art shows it. Hints are
+`hints.stroke_hints` strokes from fixed keys, the same for every model, placed on the
+`xdog` line art and scored with it.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mangacolor_jax.input_pipeline import datasets
+from mangacolor_jax.input_pipeline import lineart
+from mangacolor_jax.input_pipeline.tf_cpu import tf
+from mangacolor_jax.nn import hints as hints_lib
+
+EXTRACTORS = {
+    "xdog": lambda image, upscale: lineart.xdog(image, 0.4, upscale=upscale),
+    "dilate": lambda image, upscale: lineart.dilation_difference(image, 2.5),
+    "xdog_thick": lambda image, upscale: lineart.xdog(image, 0.8, upscale=upscale,
+                                                      max_sigma=0.8),
+}
+STROKES = (0, 1, 3, 10, 30)
+# Key of the test hints: fixed, so every model is scored with the same strokes.
+_HINTS_SEED = 20261202
+
+
+@dataclasses.dataclass
+class TestSet:
+  """Arrays in [-1, 1]: target [N, H, W, 3]; lineart[extractor] [N, H, W, 1];
+  hints[strokes] [N, H, W, 4] (none for 0 strokes)."""
+  names: list[str]
+  target: np.ndarray
+  lineart: dict[str, np.ndarray]
+  hints: dict[int, np.ndarray | None]
+
+
+def build_test_set(config, strokes=STROKES, batch: int = 64) -> TestSet:
+  """The test split of `config` (`datasets.create_eval_dataset(split="test")`)."""
+  names, targets = [], []
+  for b in datasets.create_eval_dataset(config, split="test").as_numpy_iterator():
+    keep = b["valid"] > 0
+    names += [n.decode() for n in b["name"][keep]]
+    targets.append(b["target"][keep])
+  target = np.concatenate(targets)
+  upscale = int(config.data.lineart_upscale)
+  arts = {}
+  for name, extract in EXTRACTORS.items():
+    fn = tf.function(lambda x, extract=extract: tf.map_fn(
+        lambda im: extract(im, upscale), x))
+    arts[name] = np.concatenate([fn(tf.constant((target[i:i + batch] + 1.0) / 2.0)).numpy()
+                                 for i in range(0, len(target), batch)]) * 2.0 - 1.0
+  hints = {}
+  for count in strokes:
+    if count == 0:
+      hints[count] = None
+      continue
+    key = jax.random.fold_in(jax.random.key(_HINTS_SEED), count)
+    strokes_fn = jax.jit(lambda k, t, a, count=count: hints_lib.stroke_hints(
+        k, t, a, jnp.full((t.shape[0],), count, jnp.int32), config.hints))
+    hints[count] = np.concatenate([
+        np.asarray(strokes_fn(jax.random.fold_in(key, i), target[i:i + batch],
+                              arts["xdog"][i:i + batch]))
+        for i in range(0, len(target), batch)])
+  return TestSet(names, target, arts, hints)
