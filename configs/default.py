@@ -107,6 +107,9 @@ def get_config():
   config.model.disc.norm = "batch"  # batch | instance | layer | none
   # Parameter-path prefixes kept fixed (zero updates), e.g. ("gen/enc0_conv", "disc/conv0").
   config.model.freeze = ()
+  # Exponential moving average of the generator's weights, kept in the state and used for
+  # evaluation and inference when > 0 (e.g. 0.999); 0 keeps none.
+  config.model.ema_decay = 0.0
 
   config.loss = ml_collections.ConfigDict()
   config.loss.gan = "lsgan"  # vanilla | lsgan | hinge | none (plain reconstruction)

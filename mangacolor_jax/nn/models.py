@@ -135,6 +135,8 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
                        ("disc.features", disc.features), ("disc.layers", disc.layers)):
     if int(value) <= 0:
       raise ValueError(f"config.model.{field}={value} must be positive")
+  if not 0.0 <= m.ema_decay < 1.0:
+    raise ValueError(f"config.model.ema_decay={m.ema_decay} must be in [0, 1)")
   if not 0.0 <= gen.dropout < 1.0:
     raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw

@@ -28,6 +28,7 @@ Multi-host: call every method on every process with the same arguments; Orbax
 writes `meta` and `metrics` from the primary process only and syncs the rest.
 """
 
+import dataclasses
 import math
 import numbers
 import os
@@ -314,14 +315,30 @@ class Checkpointer:
     # Our own async save of this step may still be in flight.
     self._manager.wait_until_finished()
     step = self.resolve(which)
+    try:
+      state, meta = self._restore(step, _to_abstract(abstract_state))
+    except ValueError as e:
+      # A checkpoint written before a dataclass field existed whose value here is None
+      # (a feature this run does not use, e.g. no weight average): restore the fields the
+      # checkpoint has, and keep None for the others.
+      if not dataclasses.is_dataclass(abstract_state) or "do not match" not in str(e):
+        raise
+      present = {f.name: getattr(abstract_state, f.name)
+                 for f in dataclasses.fields(abstract_state)
+                 if getattr(abstract_state, f.name) is not None}
+      fields, meta = self._restore(step, _to_abstract(present))
+      state = abstract_state.replace(**fields)
+    logging.info("Restored checkpoint step %d from %s.", step, self._directory)
+    return state, meta
+
+  def _restore(self, step: int, target: Any) -> tuple[Any, dict]:
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(**{
-            _STATE: ocp.args.StandardRestore(_to_abstract(abstract_state)),
+            _STATE: ocp.args.StandardRestore(target),
             _META: ocp.args.JsonRestore(),
         }),
     )
-    logging.info("Restored checkpoint step %d from %s.", step, self._directory)
     return restored[_STATE], restored[_META]
 
   def restore_meta(self, which: str | int | None) -> dict:

@@ -33,6 +33,7 @@ def upgrade_saved_config(config: dict) -> dict:
       model.setdefault(net, {})[field] = model.pop(old)
   model.setdefault("downsample", "conv")
   model.setdefault("freeze", [])
+  model.setdefault("ema_decay", 0.0)
   config.get("data", {}).pop("tfds_name", None)
   return config
 

@@ -33,6 +33,8 @@ class GANState:
   d_batch_stats: Any
   d_opt_state: Any
   rng: jax.Array  # typed key; step s draws its randomness from seeds.step_keys(rng, s)
+  # The exponential moving average of g_params (config.model.ema_decay > 0), else None.
+  g_ema: Any = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -78,7 +80,8 @@ class Networks:
         d_params=d_vars["params"],
         d_batch_stats=d_vars.get("batch_stats", {}),
         d_opt_state=self.d_tx.init(d_vars["params"]),
-        rng=train_rng)
+        rng=train_rng,
+        g_ema=g_params if self.config.model.ema_decay > 0 else None)
 
   def generator_input(self, lineart, hint_tensor):
     """The generator's input: the line art, and the hints when the model takes them."""
@@ -87,10 +90,12 @@ class Networks:
     return jnp.concatenate([lineart, hint_tensor], axis=-1)
 
   def generate(self, state: GANState, lineart, hint_tensor):
-    """Inference: batch statistics from training, dropout off."""
+    """Inference: the averaged weights when the run keeps them (`GANState.g_ema`), batch
+    statistics from training, dropout off."""
     g_in = self.generator_input(lineart, hint_tensor)
-    return self.gen.apply({"params": state.g_params, "batch_stats": state.g_batch_stats},
-                          g_in, train=False)
+    params = state.g_params if state.g_ema is None else state.g_ema
+    return self.gen.apply({"params": params, "batch_stats": state.g_batch_stats}, g_in,
+                          train=False)
 
   def generate_for_training(self, g_params, g_batch_stats, g_in, dropout_rng):
     """G as in training (batch statistics, dropout): (output, updated statistics)."""

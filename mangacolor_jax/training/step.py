@@ -69,8 +69,21 @@ def train_step(nets: state_lib.Networks, state: state_lib.GANState,
   new_state = state.replace(
       step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
       g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_batch_stats,
-      d_opt_state=d_opt_state)
+      d_opt_state=d_opt_state, g_ema=update_ema(state.g_ema, g_params, state.step,
+                                                nets.config.model.ema_decay))
   return new_state, metrics
+
+
+def update_ema(ema, params, step, decay: float):
+  """The moving average of G's weights after a step (None when the run keeps none).
+
+  The decay warms up as min(decay, (1 + step) / (10 + step)), so the average forgets the
+  random initial weights within the first hundred steps instead of ~1 / (1 - decay).
+  """
+  if ema is None:
+    return None
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
 
 
 def quality_metrics(fake: jax.Array, target: jax.Array, suffix: str = ""
