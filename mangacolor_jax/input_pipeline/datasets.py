@@ -94,6 +94,57 @@ def _options() -> tf.data.Options:
 # Datasets.
 
 
+def _augment(image: tf.Tensor, data, hw, keys: tf.Tensor, rotation_key: tf.Tensor,
+             max_rotation: float) -> tf.Tensor:
+  """A training example's target: random crop (the shift), rotation, flip, colour jitter."""
+  lo_scale, hi_scale = (float(v) for v in data.crop_scale)
+  u = tf.random.stateless_uniform([3], keys[0])
+  scale = lo_scale + (hi_scale - lo_scale) * u[0]
+  target = ops.crop_resize(image, hw, scale, u[1:])
+  if max_rotation > 0:
+    target = ops.rotate(target, tf.random.stateless_uniform(
+        [], rotation_key, -max_rotation, max_rotation))
+  if data.flip:
+    target = tf.image.stateless_random_flip_left_right(target, keys[1])
+  if data.color_jitter > 0:
+    target = ops.color_jitter(target, float(data.color_jitter), keys[2:5])
+  return target
+
+
+def _train_example_fn(config, source, seed: int):
+  """g -> training example number g of the run: which image (a stateless permutation per
+  epoch) and every random choice (stateless ops keyed by (seed, g))."""
+  data = config.data
+  n = source.size
+  hw = config_check.image_hw(config)
+  shuffle_key = tf.constant([seed, _SHUFFLE_SALT], tf.int64)
+  sample_key = tf.constant([seed, _SAMPLE_SALT], tf.int64)
+  extractors = tuple(data.extractors) if not isinstance(data.extractors, str) else (
+      data.extractors,)
+  max_rotation = math.radians(float(data.max_rotation))
+
+  def make_example(g):
+    epoch, position = g // n, g % n
+    index = tf.random.experimental.index_shuffle(
+        position, tf.random.experimental.stateless_fold_in(shuffle_key, epoch),
+        max_index=n - 1)
+    keys = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(sample_key, g), num=6)
+    image = source.load(index)
+    if data.augment:
+      rotation_key = tf.random.experimental.stateless_fold_in(
+          tf.random.experimental.stateless_fold_in(sample_key, g), _ROTATION_SALT)
+      target = _augment(image, data, hw, keys, rotation_key, max_rotation)
+    else:
+      target = ops.crop_resize(image, hw, tf.constant(1.0), tf.constant([0.5, 0.5]))
+    art = lineart.random_lineart(
+        target, keys[5], extractors=extractors, xdog_sigma=tuple(data.xdog_sigma),
+        dilate_gain=tuple(data.dilate_gain), upscale=int(data.lineart_upscale))
+    return {"lineart": art * 2.0 - 1.0, "target": target * 2.0 - 1.0}
+
+  return make_example
+
+
 def create_train_dataset(config,
                          *,
                          seed: int,
@@ -120,55 +171,18 @@ def create_train_dataset(config,
       global batches.
   """
   config_check.validate_data_config(config)
-  data = config.data
   per_process = _batch_split(config, process_index, process_count)
   global_batch = config.batch_size
   if start_index < 0 or (process_count > 1 and start_index % global_batch):
     raise ValueError(f"start_index={start_index} must be >= 0 and, with several processes, "
                      f"a multiple of config.batch_size={global_batch}")
   source = sources.create_source(config, "train")
-  n = source.size
-  hw = config_check.image_hw(config)
-  seed = ops.to_int64_seed(seed)
-  shuffle_key = tf.constant([seed, _SHUFFLE_SALT], tf.int64)
-  sample_key = tf.constant([seed, _SAMPLE_SALT], tf.int64)
-  extractors = tuple(data.extractors) if not isinstance(data.extractors, str) else (
-      data.extractors,)
-  lo_scale, hi_scale = (float(v) for v in data.crop_scale)
-  max_rotation = math.radians(float(data.max_rotation))
+  make_example = _train_example_fn(config, source, ops.to_int64_seed(seed))
 
   def example_number(local):
     # Local counter -> global example number g: this process's slice of each global batch.
     return (local // per_process) * global_batch + process_index * per_process + (
         local % per_process)
-
-  def make_example(g):
-    epoch, position = g // n, g % n
-    index = tf.random.experimental.index_shuffle(
-        position, tf.random.experimental.stateless_fold_in(shuffle_key, epoch),
-        max_index=n - 1)
-    keys = tf.random.experimental.stateless_split(
-        tf.random.experimental.stateless_fold_in(sample_key, g), num=6)
-    image = source.load(index)
-    if data.augment:
-      u = tf.random.stateless_uniform([3], keys[0])
-      scale = lo_scale + (hi_scale - lo_scale) * u[0]
-      target = ops.crop_resize(image, hw, scale, u[1:])
-      if max_rotation > 0:
-        rotation_key = tf.random.experimental.stateless_fold_in(
-            tf.random.experimental.stateless_fold_in(sample_key, g), _ROTATION_SALT)
-        target = ops.rotate(target, tf.random.stateless_uniform(
-            [], rotation_key, -max_rotation, max_rotation))
-      if data.flip:
-        target = tf.image.stateless_random_flip_left_right(target, keys[1])
-      if data.color_jitter > 0:
-        target = ops.color_jitter(target, float(data.color_jitter), keys[2:5])
-    else:
-      target = ops.crop_resize(image, hw, tf.constant(1.0), tf.constant([0.5, 0.5]))
-    art = lineart.random_lineart(
-        target, keys[5], extractors=extractors, xdog_sigma=tuple(data.xdog_sigma),
-        dilate_gain=tuple(data.dilate_gain), upscale=int(data.lineart_upscale))
-    return {"lineart": art * 2.0 - 1.0, "target": target * 2.0 - 1.0}
 
   # Skipping is arithmetic: the stream starts at this process's first example after
   # start_index, and nothing before it is ever made.
