@@ -142,8 +142,15 @@ def _label_map(height2: int, width2: int, pose: Dict[str, float]) -> np.ndarray:
   def paint(name, win, mask):
     labels[win][mask] = _LABEL[name]
 
+  _paint_back_hair(paint, head, pose)
+  _paint_body(paint, body)
+  _paint_face(paint, head, pose)
+  return labels
+
+
+def _paint_back_hair(paint, head: "_Frame", pose: Dict[str, float]) -> None:
+  """The hair behind the head."""
   fw = pose["face_w"]
-  face_a, face_b = 0.40 * fw, 0.46
   # Back hair: a skull-sized cap plus a curtain down to the hair length, with rounded,
   # slightly jagged ends.
   hair_len = pose["hair_len"]
@@ -155,6 +162,9 @@ def _label_map(height2: int, width2: int, pose: Dict[str, float]) -> np.ndarray:
   back_hair |= (np.abs(hu) < curtain_w) & (hv > 0.0)
   paint("back_hair", win, back_hair)
 
+
+def _paint_body(paint, body: "_Frame") -> None:
+  """Neck, shirt, collar and ribbon."""
   # Neck and the skin showing in the V of the collar (one skin part, no line between).
   v_top, v_apex = 0.42, 0.74
   win = body.window(0.0, 0.25, 0.42)
@@ -178,6 +188,11 @@ def _label_map(height2: int, width2: int, pose: Dict[str, float]) -> np.ndarray:
   bow &= (bv > v_apex - 0.1) & (bv < v_apex + 0.1)
   paint("ribbon", win, bow)
 
+
+def _paint_face(paint, head: "_Frame", pose: Dict[str, float]) -> None:
+  """Face, eyes, mouth and the hair in front of the face."""
+  fw = pose["face_w"]
+  face_a, face_b = 0.40 * fw, 0.46
   # Face: an ellipse whose lower half narrows into the chin.
   win = head.window(0.0, 0.0, 0.5)
   hu, hv = head.coords(win)
@@ -226,7 +241,6 @@ def _label_map(height2: int, width2: int, pose: Dict[str, float]) -> np.ndarray:
   locks = (hv > -0.2) & (hv < lock_bottom)
   locks &= (au < face_a * 1.1 - 0.03 * lt) & (au > face_a * (0.78 + 0.3 * lt * lt))
   paint("fringe", win, fringe | locks)
-  return labels
 
 
 def _outline(labels: np.ndarray, radius: int) -> np.ndarray:
