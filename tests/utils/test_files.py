@@ -15,7 +15,9 @@ import pytest
 
 from mangacolor_jax.infer import evaluation as infer_eval
 from mangacolor_jax.infer import sketches
-from mangacolor_jax import tune
+from mangacolor_jax.tuning import grid
+from mangacolor_jax.tuning import lr_range as lr_range_lib
+from mangacolor_jax.tuning import sweep as sweep_lib
 from mangacolor_jax.data import cleaner
 from mangacolor_jax.data import crawler
 from mangacolor_jax.data import http_client
@@ -148,9 +150,9 @@ def test_crawl_inspect_evaluate_tune_refuse_foreign_folders(tmp_path, tiny_confi
     infer_eval.evaluate_ensemble([(str(tmp_path / "no_run"), "best")],
                           save_images=str(tmp_path / "mine"))
   with pytest.raises(files.OutputError, match="--workdir="):
-    tune.lr_range(tiny_config, str(tmp_path / "mine"), steps=2)
+    lr_range_lib.lr_range(tiny_config, str(tmp_path / "mine"), steps=2)
   with pytest.raises(files.OutputError, match="--workdir="):
-    tune.Sweep(tiny_config, str(tmp_path / "mine"), [tune.parse_param("optim.g_lr=1e-4:1e-3:log:2")])
+    sweep_lib.Sweep(tiny_config, str(tmp_path / "mine"), [grid.parse_param("optim.g_lr=1e-4:1e-3:log:2")])
   assert os.listdir(tmp_path / "mine") == ["thesis.tex"]
   assert precious.read_text() == "three years of work"
 
