@@ -6,7 +6,7 @@ Prints one line per check -- PASS / WARN / FAIL, the measured number, what it me
 the same to WORKDIR/doctor.json, and exits with status 1 when any check FAILs (2 when the
 config itself is invalid). Nothing is trained or checkpointed in the workdir.
 
-The checks, in order (MISSION.md part 5):
+The checks, in order:
 
   data       input_range, input_centring, batches_differ, target_aligned, input_shapes,
              finite
@@ -14,6 +14,8 @@ The checks, in order (MISSION.md part 5):
              gradients_reach_layers, dead_units, frozen_stay_frozen,
              inference_deterministic, batchnorm_updates, non_square_shapes
   last       overfit_tiny_subset (the slowest: up to --overfit_steps training steps)
+  --run DIR  late_fall: a finished or running training run's own TensorBoard curves, its
+             validation L1 rising from its best while its training L1 falls (debug/curves)
 
 Every check is a function of explicit inputs (batches, a `state.Networks`, a state), so
 tests plant a fault -- zero weights, a pipeline repeating one batch, unscaled [0, 255]
@@ -736,6 +738,8 @@ def define_flags():
   flags.DEFINE_integer("overfit_steps", 200, "Step budget of the overfitting check.")
   flags.DEFINE_float("overfit_factor", 5.0, "L1 reduction the overfitting check needs.")
   flags.DEFINE_list("skip", [], "Checks not to run.")
+  flags.DEFINE_string("run", None, "A training run's workdir: also check its own curves for "
+                      "the late fall (validation L1 rising while training L1 falls).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -753,6 +757,16 @@ def main(argv):
   except ValueError as e:
     print(f"FAIL  config                   -  {e}")
     sys.exit(2)
+  run_check = None
+  if FLAGS.run:
+    from mangacolor_jax.debug import curves  # pylint: disable=g-import-not-at-top
+    try:  # before the long checks: a wrong --run is one line, not minutes later
+      status, measured, meaning = curves.check_run(FLAGS.run)
+    except ValueError as e:
+      print(f"error: --run: {e}", file=sys.stderr)
+      sys.exit(2)
+    run_check = Result("late_fall", status, None if measured is None else measured.val_rise,
+                       meaning)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   t0 = time.perf_counter()
   print(f"doctor: {len(jax.devices())} {jax.devices()[0].platform} device(s); model checks on "
@@ -760,6 +774,9 @@ def main(argv):
   results = run_checks(config, images=FLAGS.images, overfit_steps=FLAGS.overfit_steps,
                        overfit_factor=FLAGS.overfit_factor, skip=FLAGS.skip,
                        echo=lambda line: print(line, flush=True))
+  if run_check is not None:
+    print(run_check.line(), flush=True)
+    results.append(run_check)
   path = os.path.join(FLAGS.workdir, "doctor.json")
   seconds = time.perf_counter() - t0
   write_report(results, path, {"config": config.to_dict(), "seconds": round(seconds, 1)})

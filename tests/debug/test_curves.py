@@ -1,6 +1,11 @@
 """The late-fall check: validation L1 rising while training L1 falls, read from the run's
 own TensorBoard scalars."""
 
+import json
+import os
+import subprocess
+import sys
+
 from clu import metric_writers
 import pytest
 
@@ -60,3 +65,33 @@ def test_too_few_evaluations_and_a_folder_without_a_run(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(ValueError, match="eval_l1 or train_g_l1"):
     curves.check_run(str(tmp_path / "empty"))
+
+
+ALL_CHECKS = ("input_range,input_centring,batches_differ,target_aligned,input_shapes,finite,"
+              "weights_init,initial_loss,one_step_lowers_loss,update_ratio,"
+              "gradients_reach_layers,dead_units,frozen_stay_frozen,inference_deterministic,"
+              "batchnorm_updates,non_square_shapes,overfit_tiny_subset")
+
+
+def run_doctor(tmp_path, run_dir):
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  return subprocess.run(
+      [sys.executable, "-m", "mangacolor_jax.doctor", "--config", "configs/tiny.py",
+       "--workdir", str(tmp_path / "doctor"), f"--skip={ALL_CHECKS}", "--run", str(run_dir)],
+      cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_doctor_fails_a_run_with_a_late_fall(tmp_path):
+  write_run(tmp_path / "run", {500: 0.26, 1000: 0.24, 1500: 0.255, 2000: 0.27},
+            TRAIN_FALLING)
+  proc = run_doctor(tmp_path, tmp_path / "run")
+  assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+  assert "FAIL  late_fall" in proc.stdout
+  report = json.load(open(tmp_path / "doctor" / "doctor.json"))
+  assert report["failed"] == ["late_fall"], report
+  # A folder that is no training run: one line, exit 2, before any check runs.
+  (tmp_path / "empty").mkdir()
+  proc = run_doctor(tmp_path, tmp_path / "empty")
+  assert proc.returncode == 2 and proc.stderr.startswith("error: --run:"), proc.stderr
+  assert "Traceback" not in proc.stderr
