@@ -339,7 +339,8 @@ def check_update_ratio(setup, state, batch) -> Result:
   """The median update-to-weight ratio |dW| / |W| of one real step, per network: far above
   the rule the learning rate is too high (weights jump), far below too low."""
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import stats as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer  # pylint: disable=g-import-not-at-top
   new_state, _ = _jit_step(setup)(state, batch)
   medians = {}
   for net, old, new in (("gen", state.g_params, new_state.g_params),
@@ -372,9 +373,10 @@ def check_gradients(setup, state, batch, opts: dict[str, Any] | None = None) -> 
   gradient RMS shrinks by more than grad_shrink_factor from output to input layer."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import stats as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.nn import models  # pylint: disable=g-import-not-at-top
-  opts = opts or diagnostics.options(setup.config)
+  opts = opts or writer.options(setup.config)
   batch = {k: jnp.asarray(batch[k]) for k in ("lineart", "target")}
   grads = jax.jit(functools.partial(diagnostics.loss_gradients, setup))(state, batch)
   h, w = setup.image_hw
@@ -417,8 +419,9 @@ def check_dead_units(setup, state, batch, opts: dict[str, Any] | None = None) ->
   activation, G and D in training mode on a validation batch."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
-  opts = opts or diagnostics.options(setup.config)
+  from mangacolor_jax.training.diagnostics import stats as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer  # pylint: disable=g-import-not-at-top
+  opts = opts or writer.options(setup.config)
 
   def fractions(state, lineart, target):
     records, _ = diagnostics.capture(setup, state, lineart, target, train=True)
@@ -660,7 +663,8 @@ def run_checks(config, *, setup=None, state=None, train_batches: Sequence[dict] 
     The results, in order.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax.training.diagnostics import writer as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import stats as diagnostics  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training.diagnostics import writer  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
@@ -678,7 +682,7 @@ def run_checks(config, *, setup=None, state=None, train_batches: Sequence[dict] 
     state = jax.jit(setup.create_state)(init_rng)
   fixed = {k: np.asarray(train_batches[0][k])[:images] for k in ("lineart", "target")}
   val = {k: np.asarray(eval_batches[0][k])[:images] for k in ("lineart", "target")}
-  opts = diagnostics.options(config)
+  opts = writer.options(config)
   freeze = tuple(config.model.freeze)
   upscale = int(config.data.lineart_upscale)
   checks = [
