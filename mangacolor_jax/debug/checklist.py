@@ -13,7 +13,6 @@ The checks themselves are in `data_checks` (the batches) and `model_checks` (the
 import dataclasses
 import json
 import math
-import os
 from typing import Callable, Iterable, Sequence
 
 from absl import logging
@@ -24,6 +23,7 @@ from mangacolor_jax.input_pipeline import datasets
 from mangacolor_jax.runtime import seeds
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.training.diagnostics import writer as diagnostics_writer
+from mangacolor_jax.utils import files
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
@@ -148,7 +148,7 @@ def run_checks(config, *, nets: state_lib.Networks | None = None, state=None,
 
 
 def write_report(results: Sequence[Result], path: str, extra: dict | None = None) -> None:
-  """The results as JSON (atomically: temp file + rename)."""
+  """The results as JSON, written atomically (`files.write_text`)."""
   report = dict(extra or {})
   report["checks"] = [dataclasses.asdict(r) for r in results]
   for check in report["checks"]:  # strict JSON: no NaN / Infinity literals
@@ -156,7 +156,4 @@ def write_report(results: Sequence[Result], path: str, extra: dict | None = None
       check["value"] = str(check["value"])
   report["failed"] = [r.name for r in results if r.status == FAIL]
   report["warned"] = [r.name for r in results if r.status == WARN]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(report, f, indent=2, default=str)
-  os.replace(tmp, path)
+  files.write_text(path, json.dumps(report, indent=2, default=str))
