@@ -1,8 +1,8 @@
 """The objective: what D and G minimise in a training step.
 
 The training step (`step.train_step`), the diagnostics that recompute its gradients
-(`debug`) and the doctor's checks all call these functions, so the losses they look at are
-the losses that train.
+(`diagnostics.stats`) and the doctor's checks (`debug.model_checks`) all call these
+functions, so the losses they look at are the losses that train.
 
   D: loss.gan's D loss on (real, fake) + loss.gp_weight * gradient penalty
   G: loss.l1_weight * L1 + loss.mse_weight * MSE [+ loss.gan_weight * adversarial]

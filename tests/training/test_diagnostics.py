@@ -14,7 +14,9 @@ import optax
 import pytest
 
 from mangacolor_jax.input_pipeline import datasets
-from mangacolor_jax.training.diagnostics import writer as diagnostics
+from mangacolor_jax.training.diagnostics import panels
+from mangacolor_jax.training.diagnostics import stats
+from mangacolor_jax.training.diagnostics import writer
 from mangacolor_jax.training import loop
 from mangacolor_jax.runtime import mesh as mesh_lib
 from mangacolor_jax.training import state as state_lib
@@ -51,9 +53,9 @@ def env(tmp_path_factory):
   probe = next(datasets.create_eval_dataset(config).as_numpy_iterator())
   probe = {k: probe[k] for k in ("lineart", "target")}
   workdir = str(tmp_path_factory.mktemp("diagnostics"))
-  writer = metric_writers.create_default_writer(workdir, asynchronous=False)
-  diag = diagnostics.Diagnostics(setup, mesh, writer, mesh_lib.place_batch(probe, mesh),
-                                 workdir=workdir)
+  metric_writer = metric_writers.create_default_writer(workdir, asynchronous=False)
+  diag = writer.Diagnostics(setup, mesh, metric_writer, mesh_lib.place_batch(probe, mesh),
+                            workdir=workdir)
   step = jax.jit(functools.partial(step_lib.train_step, setup), in_shardings=(repl, data),
                  out_shardings=(repl, repl), donate_argnums=0)
   return dict(config=config, mesh=mesh, setup=setup, create=create, diag=diag, step=step,
@@ -68,8 +70,8 @@ def test_step_writes_every_panel(env):
   state, _ = env["step"](state, env["batch"])
   out = diag.write(1, before, state, env["batch"])  # `before` survived the donation
 
-  g_layers = set(diagnostics.layer_sizes(state.g_params))
-  d_layers = set(diagnostics.layer_sizes(state.d_params))
+  g_layers = set(stats.layer_sizes(state.g_params))
+  d_layers = set(stats.layer_sizes(state.d_params))
   assert {k.split("/", 2)[2] for k in out if k.startswith("grad_norm/gen/")} == g_layers
   assert {k.split("/", 2)[2] for k in out if k.startswith("update_ratio/disc/")} == d_layers
   assert all(out[f"grad_norm/gen/{layer}"] > 0 for layer in g_layers)
@@ -154,22 +156,22 @@ def test_planted_faults_are_warned(env):
 
 
 def test_gradient_and_update_warnings_pure(tiny_config):
-  opts = diagnostics.options(tiny_config)
+  opts = writer.options(tiny_config)
   order = ["enc0_conv", "mid", "out"]
   sizes = {"enc0_conv": 100, "mid": 100, "out": 100}
   healthy = {"enc0_conv": 0.5, "mid": 1.0, "out": 2.0}
-  assert diagnostics.gradient_warnings("gen", healthy, sizes, order, opts) == []
+  assert stats.gradient_warnings("gen", healthy, sizes, order, opts) == []
   shrinking = {"enc0_conv": 1e-5, "mid": 1.0, "out": 100.0}
-  (warning,) = diagnostics.gradient_warnings("gen", shrinking, sizes, order, opts)
+  (warning,) = stats.gradient_warnings("gen", shrinking, sizes, order, opts)
   assert "shrink 1e+07x" in warning and "enc0_conv" in warning
   bad = {"enc0_conv": 1e-9, "mid": 1e4, "out": float("nan")}
-  text = " ".join(diagnostics.gradient_warnings("gen", bad, sizes, order, opts))
+  text = " ".join(stats.gradient_warnings("gen", bad, sizes, order, opts))
   assert "vanishing gradient in gen/enc0_conv" in text
   assert "exploding gradient in gen/mid" in text and "non-finite gradient in gen/out" in text
-  assert diagnostics.update_ratio_warning("gen", {"a": 1e-3, "b": 2e-3, "c": 1.0}, opts) is None
-  assert "too fast" in diagnostics.update_ratio_warning("gen", {"a": 0.1, "b": 0.2}, opts)
-  assert "barely" in diagnostics.update_ratio_warning("gen", {"a": 1e-6, "b": 1e-3,
-                                                              "c": 1e-7}, opts)
+  assert stats.update_ratio_warning("gen", {"a": 1e-3, "b": 2e-3, "c": 1.0}, opts) is None
+  assert "too fast" in stats.update_ratio_warning("gen", {"a": 0.1, "b": 0.2}, opts)
+  assert "barely" in stats.update_ratio_warning("gen", {"a": 1e-6, "b": 1e-3,
+                                                        "c": 1e-7}, opts)
 
 
 def test_gradients_are_the_train_steps(env):
@@ -181,8 +183,8 @@ def test_gradients_are_the_train_steps(env):
   setup = env["setup"]
   state = jax.jit(setup.create_state)(jax.random.key(2))
   new, _ = jax.jit(functools.partial(step_lib.train_step, setup))(state, batch)
-  g_adam, d_adam = diagnostics.step_gradients(setup, state, new, batch)
-  grads_fn = jax.jit(functools.partial(diagnostics.loss_gradients, setup))
+  g_adam, d_adam = stats.step_gradients(setup, state, new, batch)
+  grads_fn = jax.jit(functools.partial(stats.loss_gradients, setup))
   _, d_loss = grads_fn(state, batch)
   g_loss, _ = grads_fn(state.replace(d_params=new.d_params), batch)
 
@@ -208,16 +210,16 @@ def test_dead_fraction_and_subsample():
   pre = jnp.stack([jnp.full((2, 3, 3), -1.0), jnp.zeros((2, 3, 3)),
                    jnp.full((2, 3, 3), -1.0).at[1, 2, 2].set(0.1), jnp.ones((2, 3, 3))],
                   axis=-1)
-  assert float(diagnostics.dead_fraction(pre)) == 0.5  # channels 0 and 1: never > 0
+  assert float(stats.dead_fraction(pre)) == 0.5  # channels 0 and 1: never > 0
   x = jnp.arange(2 * 8 * 8 * 16, dtype=jnp.float32).reshape(2, 8, 8, 16)
-  sample = np.asarray(diagnostics._subsample(x, 64))
+  sample = np.asarray(writer._subsample(x, 64))
   # The stride moves from 32 to 33 (coprime to 16 channels): every channel is sampled.
   assert 56 <= len(sample) <= 64 and len(set(sample % 16)) == 16
 
 
 def test_filter_and_patch_grids():
   kernel = np.random.default_rng(0).normal(size=(4, 4, 5, 8))
-  grids = diagnostics.filter_grids(kernel, "filters/gen")
+  grids = panels.filter_grids(kernel, "filters/gen")
   assert set(grids) == {"filters/gen_lineart", "filters/gen_rgb", "filters/gen_channel4"}
   assert all(g.dtype == np.uint8 and g.ndim == 3 and g.shape[-1] == 3
              for g in grids.values())
@@ -226,8 +228,8 @@ def test_filter_and_patch_grids():
   source = -np.ones((2, 16, 16, 1), np.float32)
   source[1, 5, 6] = 1.0
   positions = np.array([[1 * 16 + 1 * 4 + 1]])  # image 1, unit (1, 1) of a 4x4 layer
-  grid = diagnostics.patch_grid(source, positions, (4, 4), (4, 4, -3, -3, 10, 10))
-  factor = diagnostics._TILE // 10
+  grid = panels.patch_grid(source, positions, (4, 4), (4, 4, -3, -3, 10, 10))
+  factor = panels._TILE // 10
   pad = 2
   tile = grid[pad:pad + 10 * factor, pad:pad + 10 * factor, 0]
   ys, xs = np.nonzero(tile > 128)
