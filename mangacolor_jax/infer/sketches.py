@@ -76,30 +76,58 @@ def create_colorizer(workdir, ensemble, checkpoint, weights="uniform"):
   return colorizer
 
 
+def _same_file(a: str, b: str) -> bool:
+  """Whether two paths name one file or folder (through links too), not just one string."""
+  return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def _images_under(folder: str, skip: str) -> list[str]:
+  """Image files under `folder`, recursively, as sorted paths relative to it; the folder
+  `skip` (the output, when it lies inside the input) is not entered."""
+  found = []
+  for root, dirs, names in os.walk(folder):
+    dirs[:] = sorted(d for d in dirs if not _same_file(os.path.join(root, d), skip))
+    found += [os.path.relpath(os.path.join(root, n), folder)
+              for n in names if n.lower().endswith(EXTENSIONS)]
+  return sorted(found)
+
+
 def plan_outputs(src: str, dst: str, hints: str | None) -> list[tuple[str, str]]:
   """(input, output) pairs for --input / --output, after checking that nothing a user
   owns would be overwritten: a folder --output must be colorize's own (or new), and a file
   --output may only replace an image that colorize wrote.
 
+  A folder --input is read recursively and its tree mirrored under --output, each image
+  written as NAME.png; two inputs that would share an output (a.png and a.jpg) are refused
+  before anything is coloured.
+
   Raises:
     ValueError (files.OutputError for outputs): naming the flag.
   """
   if os.path.isdir(src):
-    names = sorted(n for n in os.listdir(src) if n.lower().endswith(EXTENSIONS))
-    if not names:
-      raise ValueError(f"--input folder {src} holds no {EXTENSIONS} image")
     if hints:
       raise ValueError("--hints needs a single --input image, not a folder")
-    if os.path.abspath(dst) == os.path.abspath(src):
+    if _same_file(src, dst):
       raise ValueError("--output must differ from --input: inputs are never overwritten")
+    names = _images_under(src, dst)
+    if not names:
+      raise ValueError(f"--input folder {src} holds no {EXTENSIONS} image")
+    pairs, taken = [], {}
+    for name in names:
+      out = os.path.splitext(name)[0] + ".png"
+      if out in taken:
+        raise ValueError(f"--input {os.path.join(src, taken[out])} and "
+                         f"{os.path.join(src, name)} would both be written to "
+                         f"{os.path.join(dst, out)}: rename one of them")
+      taken[out] = name
+      pairs.append((os.path.join(src, name), os.path.join(dst, out)))
     files.claim_folder(dst, COMMAND, "--output")
-    return [(os.path.join(src, n), os.path.join(dst, os.path.splitext(n)[0] + ".png"))
-            for n in names]
+    return pairs
   if not os.path.isfile(src):
     raise ValueError(f"--input {src} does not exist")
   if os.path.isdir(dst):
     dst = os.path.join(dst, os.path.splitext(os.path.basename(src))[0] + ".png")
-  if os.path.abspath(dst) == os.path.abspath(src):
+  if os.path.abspath(dst) == os.path.abspath(src) or _same_file(src, dst):
     raise ValueError("--output must differ from --input: inputs are never overwritten")
   if os.path.lexists(dst) and not files.written_by(dst, COMMAND):
     raise files.OutputError(f"--output={dst} exists and was not written by colorize: "

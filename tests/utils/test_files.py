@@ -189,3 +189,32 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
   assert files.written_by(str(tmp_path / "c.png"), "evaluate")
   assert not files.written_by(str(tmp_path / "c.png"), "colorize")
   assert not files.written_by(str(tmp_path / "a.json"), "evaluate")
+
+
+def test_colorize_mirrors_a_folder_tree_and_refuses_colliding_outputs(tmp_path):
+  src = tmp_path / "sketches"
+  (src / "chapter1").mkdir(parents=True)
+  for name in ("a.png", "chapter1/a.png", "chapter1/b.jpg"):
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(src / name)
+  dst = tmp_path / "coloured"
+  assert sketches.plan_outputs(str(src), str(dst), None) == [
+      (str(src / "a.png"), str(dst / "a.png")),
+      (str(src / "chapter1" / "a.png"), str(dst / "chapter1" / "a.png")),
+      (str(src / "chapter1" / "b.jpg"), str(dst / "chapter1" / "b.png"))]
+  Image.fromarray(np.full((16, 16), 255, np.uint8)).save(src / "chapter1" / "b.png")
+  with pytest.raises(ValueError, match="b.jpg and .*b.png would both be written to"):
+    sketches.plan_outputs(str(src), str(tmp_path / "other"), None)
+  assert not (tmp_path / "other").exists()  # refused before anything was written
+
+
+def test_colorize_never_writes_over_its_input_through_a_link(tmp_path):
+  sketch = tmp_path / "sketch.png"
+  Image.fromarray(np.full((16, 16), 255, np.uint8)).save(sketch)
+  os.link(sketch, tmp_path / "hard.png")
+  os.symlink(sketch, tmp_path / "soft.png")
+  for alias in ("hard.png", "soft.png"):
+    with pytest.raises(ValueError, match="must differ from --input"):
+      sketches.plan_outputs(str(sketch), str(tmp_path / alias), None)
+  os.symlink(tmp_path, tmp_path / "same_folder")
+  with pytest.raises(ValueError, match="must differ from --input"):
+    sketches.plan_outputs(str(tmp_path), str(tmp_path / "same_folder"), None)
