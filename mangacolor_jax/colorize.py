@@ -34,7 +34,8 @@ flags.DEFINE_string("ensemble", None, "Comma-separated workdirs whose outputs ar
                     "averaged (instead of --workdir).")
 flags.DEFINE_enum("ensemble_weights", "uniform", ensemble.WEIGHTINGS,
                   ensemble.WEIGHTINGS_HELP)
-flags.DEFINE_string("input", None, "A line-art image, or a folder of them.")
+flags.DEFINE_string("input", None, "A line-art image, or a folder of them (read "
+                    "recursively, its tree mirrored under --output).")
 flags.DEFINE_string("output", None, "Output image path, or a folder for a folder input.")
 flags.DEFINE_string("hints", None, "Optional RGBA hint image (single input only).")
 flags.DEFINE_string("checkpoint", "best", "best | latest | a step number, or several "

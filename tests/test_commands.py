@@ -98,6 +98,22 @@ def test_evaluate_reports_hint_and_no_hint_metrics(hint_workdir, ci_faces, tmp_p
     assert im.size == (3 * 48, 32)  # line art | output | target at the 32x48 crop
 
 
+def test_evaluate_mirrors_nested_folders_and_refuses_colliding_names(hint_workdir, tmp_path):
+  src = tmp_path / "faces"
+  (src / "more").mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for name in ("a.png", "more/a.png"):
+    Image.fromarray(rng.integers(0, 255, (32, 48, 3), np.uint8)).save(src / name)
+  infer_eval.evaluate_run(hint_workdir, image_dir=str(src), save_images=str(tmp_path / "e"))
+  for kind in ("outputs", "triptychs"):  # one file each, nothing written over another
+    assert os.path.isfile(tmp_path / "e" / kind / "a.png")
+    assert os.path.isfile(tmp_path / "e" / kind / "more" / "a.png")
+  Image.fromarray(rng.integers(0, 255, (32, 48, 3), np.uint8)).save(src / "a.jpg")
+  with pytest.raises(ValueError, match="a.jpg and .*a.png would both be saved as a.png"):
+    infer_eval.evaluate_run(hint_workdir, image_dir=str(src),
+                            save_images=str(tmp_path / "e2"))
+
+
 def test_evaluate_defaults_to_the_validation_split(hint_workdir):
   result = infer_eval.evaluate_run(hint_workdir)
   assert result["images"] == 16 and result["image_dir"] == "validation split"

@@ -15,6 +15,7 @@ import numpy as np
 from mangacolor_jax.infer import colorizer as colorizer_lib
 from mangacolor_jax.infer import ensemble as ensemble_lib
 from mangacolor_jax.input_pipeline import datasets
+from mangacolor_jax.input_pipeline import files as input_files
 from mangacolor_jax.nn import hints as hints_lib
 from mangacolor_jax.runtime import mesh as mesh_lib
 from mangacolor_jax.runtime import seeds
@@ -27,9 +28,23 @@ from mangacolor_jax.utils import images
 COMMAND = "evaluate"
 
 
-def claim_save_images(save_images: str | None) -> None:
-  """Makes the --save_images folder evaluate's own (or refuses it) before any long work."""
+def output_name(name: str) -> str:
+  """The --save_images file of an input, by its path in the folder: sub/a.jpg -> sub/a.png."""
+  return os.path.splitext(name)[0] + ".png"
+
+
+def claim_save_images(save_images: str | None, image_dir: str | None = None) -> None:
+  """Makes the --save_images folder evaluate's own (or refuses it) before any long work,
+  and refuses an --image_dir whose images would overwrite each other's (a.png, a.jpg)."""
   if save_images:
+    if image_dir:
+      taken = {}
+      for path in input_files.list_images(image_dir):
+        name = output_name(os.path.relpath(path, image_dir))
+        if name in taken:
+          raise ValueError(f"--image_dir images {taken[name]} and {path} would both be "
+                           f"saved as {name} in --save_images: rename one of them")
+        taken[name] = path
     files.claim_folder(save_images, COMMAND, "--save_images")
     os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
     os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)
@@ -39,11 +54,12 @@ def save_outputs(save_images: str, lineart, outputs, target, valid, names) -> No
   """Writes the `line art | output | target` triptych and the output of each real example,
   named like its input."""
   for j in np.nonzero(valid)[0]:
-    stem = os.path.splitext(names[j].decode())[0]
+    name = output_name(names[j].decode())
     grid = images.sample_grid(lineart[j:j + 1], outputs[j:j + 1], target[j:j + 1], 1)
-    files.save_image(os.path.join(save_images, "triptychs", stem + ".png"), grid)
-    files.save_image(os.path.join(save_images, "outputs", stem + ".png"),
-                     images.to_uint8(outputs[j]))
+    for kind, image in (("triptychs", grid), ("outputs", images.to_uint8(outputs[j]))):
+      path = os.path.join(save_images, kind, name)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      files.save_image(path, image)
 
 
 def _eval_config(config, image_dir: str | None):
@@ -57,7 +73,7 @@ def _eval_config(config, image_dir: str | None):
 def evaluate_run(workdir: str, image_dir: str | None = None,
                  save_images: str | None = None, checkpoint: str | int = "best") -> dict:
   """The metrics of checkpoint `checkpoint` of `workdir` (see the module docstring)."""
-  claim_save_images(save_images)
+  claim_save_images(save_images, image_dir)
   config, state, step = colorizer_lib.load_config_and_state(workdir, checkpoint)
   config = _eval_config(config, image_dir)
   nets = state_lib.create_networks(config)
@@ -113,7 +129,7 @@ def evaluate_ensemble(members: list[tuple[str, str | int]], weights: str = "unif
      "ensemble_minus_best_member": {metric: ensemble - best member}, ...}; the metrics are
     those of `evaluate_run`, with hints only when every member takes them.
   """
-  claim_save_images(save_images)
+  claim_save_images(save_images, image_dir)
   ensemble = ensemble_lib.EnsembleColorizer(members, weights)
   # The images (size, validation split) are the first member's; every member pads them to
   # its own multiple of 2**depth.

@@ -48,7 +48,7 @@ Use from JAX:
 
   for batch in datasets.create_eval_dataset(config).as_numpy_iterator():  # finite
     batch["valid"]    # float32 [b], 0 for the padding of the last batch: mask metrics
-    batch["name"]     # bytes [b], file base name (b"" for padding)
+    batch["name"]     # bytes [b], file path in its folder (b"" for padding)
 
 Each process gets b = config.batch_size // process_count examples per batch; place them with
 `jax.make_array_from_process_local_data`. TensorFlow is kept off the GPUs (`tf_cpu`) so that

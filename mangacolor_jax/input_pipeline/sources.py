@@ -56,14 +56,15 @@ class SyntheticSource:
 
 
 class FolderSource:
-  """Image files, decoded when loaded; named by their base names."""
+  """Image files, decoded when loaded; named by their paths relative to the folder `root`
+  (so sub/a.png and a.png keep apart)."""
   decodes_files = True
 
-  def __init__(self, paths: List[str]):
+  def __init__(self, paths: List[str], root: str):
     self.files = paths
     self.size = len(paths)
     self._paths = tf.constant(paths)
-    self._names = tf.constant([os.path.basename(f) for f in paths])
+    self._names = tf.constant([os.path.relpath(f, root) for f in paths])
 
   def load(self, i: tf.Tensor) -> tf.Tensor:
     return ops.decode_rgb(tf.io.read_file(tf.gather(self._paths, i)))
@@ -110,7 +111,7 @@ def create_source(config, split: str, image_dir: Optional[str] = None):
   """
   data = config.data
   if image_dir is not None:
-    return FolderSource(config_check.check_folder(image_dir, "image_dir"))
+    return FolderSource(config_check.check_folder(image_dir, "image_dir"), image_dir)
   if data.source == "tfds":
     return TfdsSource(config, split)
   if data.source == "synthetic":
@@ -124,4 +125,4 @@ def create_source(config, split: str, image_dir: Optional[str] = None):
   if not chosen:
     raise ValueError(f"config.data.test_fraction={data.test_fraction}: the folder "
                      f"{data.image_dir} has no {split} split")
-  return FolderSource(chosen)
+  return FolderSource(chosen, os.path.expanduser(data.image_dir))

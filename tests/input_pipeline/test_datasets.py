@@ -277,7 +277,7 @@ def test_folder_source_reads_every_format(tmp_path):
     assert batch["target"].shape == (4,) + _HW + (3,)
     assert batch["lineart"].min() >= -1.0 and batch["target"].max() <= 1.0
   assert datasets.count_eval_images(config) == 2
-  # image_dir overrides the split: every image, by name.
+  # image_dir overrides the split: every image, by its path in the folder.
   folder = str(tmp_path / "images")
   assert datasets.count_eval_images(config, image_dir=folder) == len(names)
   got = {}
@@ -285,9 +285,9 @@ def test_folder_source_reads_every_format(tmp_path):
     for name, valid, target in zip(batch["name"], batch["valid"], batch["target"]):
       if valid:
         got[name.decode()] = target
-  assert sorted(got) == sorted(names)
+  assert sorted(got) == sorted(os.path.relpath(f, folder) for f in files)
   np.testing.assert_array_equal(got["g_clear.png"], 1.0)  # transparency is white paper
-  gray = got["d.jpeg"]
+  gray = got[os.path.join("sub", "d.jpeg")]
   np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1e-6)
   # Without augmentation an epoch of training targets is the train split, every file
   # decoded (training drops files that fail to decode, so check none was dropped).
@@ -296,7 +296,7 @@ def test_folder_source_reads_every_format(tmp_path):
   train, _ = ip_files.split_files(files, 0.25)
   epoch = _take(datasets.create_train_dataset(config, seed=0), 1)[0]["target"]
   seen = sorted(name for t in epoch for name, e in got.items() if np.abs(t - e).max() < 1e-5)
-  assert seen == sorted(os.path.basename(f) for f in train)
+  assert seen == sorted(os.path.relpath(f, folder) for f in train)
 
 
 def test_split_files_is_fixed_and_disjoint():
