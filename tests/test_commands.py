@@ -114,6 +114,14 @@ def test_evaluate_mirrors_nested_folders_and_refuses_colliding_names(hint_workdi
                             save_images=str(tmp_path / "e2"))
 
 
+def test_evaluate_skips_a_file_that_does_not_decode_and_names_it(hint_workdir, ci_faces):
+  (ci_faces / "sub").mkdir()
+  (ci_faces / "sub" / "page.jpg").write_bytes(b"<html>404</html>")
+  result = infer_eval.evaluate_run(hint_workdir, image_dir=str(ci_faces))
+  assert result["images"] == 64 and np.isfinite(result["psnr"])
+  assert result["skipped_files"] == [os.path.join("sub", "page.jpg")]
+
+
 def test_evaluate_defaults_to_the_validation_split(hint_workdir):
   result = infer_eval.evaluate_run(hint_workdir)
   assert result["images"] == 16 and result["image_dir"] == "validation split"

@@ -83,11 +83,12 @@ def evaluate_run(workdir: str, image_dir: str | None = None,
   ds = datasets.create_eval_dataset(config, image_dir=image_dir,
                                     process_index=jax.process_index(),
                                     process_count=jax.process_count())
-  count = 0
+  count, seen = 0, set()
 
   def on_batch(batch, fake, valid, names):
     nonlocal count
     count += int(valid.sum())
+    seen.update(n.decode() for n, v in zip(names, valid) if v)
     if save_images:
       save_outputs(save_images, batch["lineart"], fake, batch["target"], valid, names)
 
@@ -95,8 +96,12 @@ def evaluate_run(workdir: str, image_dir: str | None = None,
                                            step_lib.compile_eval_step(nets, mesh),
                                            on_batch=on_batch)
   metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
-  return {"workdir": workdir, "step": step, "images": count,
-          "image_dir": image_dir or "validation split", **metrics}
+  result = {"workdir": workdir, "step": step, "images": count,
+            "image_dir": image_dir or "validation split", **metrics}
+  if image_dir:  # files that do not decode are skipped (each named in a warning)
+    listed = {os.path.relpath(p, image_dir) for p in input_files.list_images(image_dir)}
+    result["skipped_files"] = sorted(listed - seen)
+  return result
 
 
 class _Sums:

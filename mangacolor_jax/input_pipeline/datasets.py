@@ -191,8 +191,8 @@ def create_train_dataset(config,
   ds = ds.map(lambda local: make_example(example_number(local)),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if source.decodes_files:
-    # A file that does not decode is dropped (with a warning) rather than ending a long
-    # run; which files those are is fixed, so the stream stays reproducible.
+    # Files that do not decode were left out when the source was made; one that stops
+    # decoding during the run (rewritten under it) is dropped here rather than ending it.
     ds = ds.ignore_errors(log_warning=True)
   ds = ds.batch(per_process, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -201,10 +201,9 @@ def create_train_dataset(config,
 
 def count_eval_images(config, image_dir: Optional[str] = None) -> int:
   """Number of real (not padding) images `create_eval_dataset` yields over all processes."""
-  if image_dir is not None:
-    return len(config_check.check_folder(image_dir, "image_dir"))
-  config_check.validate_data_config(config)
-  return sources.create_source(config, "val").size
+  if image_dir is None:
+    config_check.validate_data_config(config)
+  return sources.create_source(config, "val", image_dir=image_dir).size
 
 
 def create_eval_dataset(config,

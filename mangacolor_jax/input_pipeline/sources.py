@@ -5,6 +5,7 @@ A source has `size` items; `load(i)` gives item i as float32 [h, w, 3] RGB in [0
 `Dataset.map`. `create_source(config, split)` picks the class.
 """
 
+from concurrent import futures
 import os
 from typing import List, Optional
 
@@ -55,12 +56,38 @@ class SyntheticSource:
     return tf.strings.join(["synthetic_", number, ".png"])
 
 
+def _decodes(path: str) -> bool:
+  try:
+    tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    return True
+  except (tf.errors.OpError, OSError):
+    return False
+
+
+def drop_undecodable(paths: List[str]) -> tuple[List[str], List[str]]:
+  """(the files that decode, those that do not), each in the given order.
+
+  Every file is decoded once, by the decoder the stream uses, before the stream is built: a
+  file that fails later would be dropped from the stream and shift every later example,
+  which breaks exact resume (it restarts at step * batch_size) and ends an evaluation.
+  """
+  with futures.ThreadPoolExecutor(8) as pool:
+    ok = list(pool.map(_decodes, paths))
+  return ([p for p, k in zip(paths, ok) if k], [p for p, k in zip(paths, ok) if not k])
+
+
 class FolderSource:
   """Image files, decoded when loaded; named by their paths relative to the folder `root`
-  (so sub/a.png and a.png keep apart)."""
+  (so sub/a.png and a.png keep apart). Files that do not decode are left out when the
+  source is made (`skipped`, each named in a warning)."""
   decodes_files = True
 
   def __init__(self, paths: List[str], root: str):
+    paths, self.skipped = drop_undecodable(paths)
+    for path in self.skipped:
+      logging.warning("skipping %s: it does not decode as an image", path)
+    if not paths:
+      raise ValueError(f"no image in {root} decodes: {len(self.skipped)} files fail")
     self.files = paths
     self.size = len(paths)
     self._paths = tf.constant(paths)

@@ -146,6 +146,36 @@ def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypat
     np.testing.assert_array_equal(x, y)
 
 
+def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(tiny_config, ci_faces,
+                                                                     tmp_path, monkeypatch):
+  # Files that look like images but are not (a truncated download, an HTML error page),
+  # spread through the sorted list: dropping one mid-stream would shift every later example.
+  for name in ("0_broken.png", "5_page.jpg", "a_truncated.png"):
+    (ci_faces / name).write_bytes(b"<html>not an image</html>")
+  tiny_config.data.source = "folder"
+  tiny_config.data.image_dir = str(ci_faces)
+  tiny_config.data.val_fraction = 0.1
+  tiny_config.num_train_steps = 4
+  tiny_config.eval_every_steps = 2
+  reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
+  real_create = datasets.create_train_dataset
+  calls = {"n": 0}
+
+  def crash_on_third(config, *, seed, start_index=0, **kw):
+    ds = real_create(config, seed=seed, start_index=start_index, **kw)
+    calls["n"] += 1
+    return _StopAfter(ds, 2) if calls["n"] == 1 else ds
+
+  monkeypatch.setattr(datasets, "create_train_dataset", crash_on_third)
+  with pytest.raises(Crash):
+    loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
+  monkeypatch.setattr(datasets, "create_train_dataset", real_create)
+  resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == 4
+  for x, y in zip(params_of(reference), params_of(resumed)):
+    np.testing.assert_array_equal(x, y)
+
+
 class _StopAfter:
   """A dataset stand-in whose iterator raises Crash after `n` batches."""
 
