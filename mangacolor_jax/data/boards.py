@@ -45,12 +45,39 @@ def _int(value) -> int:
     return 0
 
 
+def _post_id(value):
+  """A post's id as an int, or None where the site sent something else ("12a", 1.5)."""
+  if isinstance(value, bool):
+    return None
+  if isinstance(value, int):
+    return value
+  if isinstance(value, str) and value.strip().isdigit():
+    return int(value)
+  return None
+
+
+def url_allowed(url: str, base: str, file_hosts: Sequence[str],
+                any_host: bool = False) -> bool:
+  """Whether a download URL from the API's JSON may be fetched: http(s) only, and (unless
+  `any_host`) on the API's host or one of the site's file hosts, or a subdomain of one."""
+  parts = urllib.parse.urlparse(url)
+  if parts.scheme not in ("http", "https") or not parts.hostname:
+    return False
+  if any_host:
+    return True
+  host = parts.hostname.lower()
+  allowed = [urllib.parse.urlparse(base).hostname or "", *file_hosts]
+  return any(host == h or host.endswith("." + h) for h in allowed if h)
+
+
 class Site:
   """Base class: one board API."""
   name = ""
   default_base_url = ""
   first_page: PageToken = 0
   max_page_size = 100
+  # Hosts (and their subdomains) the site serves files from besides the API's own.
+  file_hosts: Tuple[str, ...] = ()
 
   def list_url(self, base: str, tags: str, page: PageToken, page_size: int) -> str:
     raise NotImplementedError
@@ -67,7 +94,10 @@ class Site:
     """The id of every entry of a decoded page, restricted posts too: a cursor past them
     must not fetch them again."""
     entries = payload.get("post", []) if isinstance(payload, dict) else payload
-    return [_int(p.get("id")) for p in entries if isinstance(p, dict) and "id" in p]
+    if not isinstance(entries, list):
+      return []
+    ids = [_post_id(p.get("id")) for p in entries if isinstance(p, dict)]
+    return [i for i in ids if i is not None]
 
 
 class Safebooru(Site):
@@ -76,6 +106,7 @@ class Safebooru(Site):
   default_base_url = "https://safebooru.org"
   first_page = 0
   max_page_size = 1000
+  file_hosts = ("safebooru.org", "gelbooru.com")
   # Safebooru said "safe" before it adopted Danbooru's four ratings in 2023.
   _RATINGS = {"safe": "general", "general": "general", "g": "general", "s": "general",
               "sensitive": "sensitive", "questionable": "questionable", "q": "questionable",
@@ -87,21 +118,28 @@ class Safebooru(Site):
     return f"{base}/index.php?{query}"
 
   def posts(self, payload, base):
-    if isinstance(payload, dict):  # Gelbooru proper wraps the list
+    if isinstance(payload, dict):
+      # Gelbooru proper wraps the list ({"@attributes": {...}, "post": [...]}, no "post"
+      # past the last page); any other object is an error report, not an empty page.
+      if "post" not in payload and "@attributes" not in payload:
+        raise CrawlError(f"the API answered an error: {payload.get('message', payload)}")
       payload = payload.get("post", [])
     if not isinstance(payload, list):
       raise ValueError(f"expected a JSON list of posts, got {type(payload).__name__}")
     posts, missing = [], 0
     for p in payload:
+      if not isinstance(p, dict) or _post_id(p.get("id")) is None:
+        missing += 1  # not a post (a string, a number) or one without a usable id
+        continue
       md5 = str(p.get("hash") or p.get("md5") or "").lower()
       url = p.get("file_url") or ""
       if not url and p.get("directory") is not None and p.get("image"):
         url = f"{base}/images/{p['directory']}/{p['image']}"
-      if not md5 or not url or "id" not in p:
+      if not md5 or not url:
         missing += 1
         continue
       posts.append(Post(
-          id=int(p["id"]), md5=md5, file_url=urllib.parse.urljoin(base + "/", url),
+          id=_post_id(p["id"]), md5=md5, file_url=urllib.parse.urljoin(base + "/", str(url)),
           tags=str(p.get("tags", "")).split(),
           rating=self._RATINGS.get(str(p.get("rating", "")).lower(), ""),
           width=_int(p.get("width")), height=_int(p.get("height")),
@@ -123,6 +161,7 @@ class Danbooru(Site):
   default_base_url = "https://danbooru.donmai.us"
   first_page = 1
   max_page_size = 200
+  file_hosts = ("donmai.us",)
   _RATINGS = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit"}
 
   def list_url(self, base, tags, page, page_size):
@@ -137,13 +176,15 @@ class Danbooru(Site):
       raise ValueError(f"expected a JSON list of posts, got {type(payload).__name__}")
     posts, missing = [], 0
     for p in payload:
-      # Restricted or banned posts come without md5 and file_url.
-      if not p.get("md5") or not p.get("file_url") or "id" not in p:
+      # Restricted or banned posts come without md5 and file_url; entries that are not
+      # posts or have no usable id are skipped the same way.
+      if (not isinstance(p, dict) or _post_id(p.get("id")) is None or not p.get("md5")
+          or not p.get("file_url")):
         missing += 1
         continue
       posts.append(Post(
-          id=int(p["id"]), md5=str(p["md5"]).lower(),
-          file_url=urllib.parse.urljoin(base + "/", p["file_url"]),
+          id=_post_id(p["id"]), md5=str(p["md5"]).lower(),
+          file_url=urllib.parse.urljoin(base + "/", str(p["file_url"])),
           tags=str(p.get("tag_string", "")).split(),
           rating=self._RATINGS.get(str(p.get("rating", "")).lower(), ""),
           width=_int(p.get("image_width")), height=_int(p.get("image_height")),

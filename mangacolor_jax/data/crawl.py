@@ -72,6 +72,8 @@ def define_flags():
   flags.DEFINE_float("backoff", 2.0, "First back-off in seconds, doubled on each retry.")
   flags.DEFINE_float("max_backoff", 120.0, "Longest back-off, Retry-After included (s).")
   flags.DEFINE_integer("max_file_mb", 64, "Larger files are not downloaded.")
+  flags.DEFINE_bool("allow_any_host", False, "Download file URLs on any http(s) host, not "
+                    "only the API's and the site's known file hosts.")
 
 
 def main(argv):
@@ -84,7 +86,8 @@ def main(argv):
   opts = crawler.CrawlOptions(
       site=FLAGS.site, tags=FLAGS.tags, limit=FLAGS.limit, out=FLAGS.out,
       exclude_tags=FLAGS.exclude_tags.split(), rating=FLAGS.rating, min_side=FLAGS.min_side,
-      base_url=FLAGS.base_url, page_size=FLAGS.page_size, max_pages=FLAGS.max_pages)
+      base_url=FLAGS.base_url, page_size=FLAGS.page_size, max_pages=FLAGS.max_pages,
+      allow_any_host=FLAGS.allow_any_host)
   try:
     report = crawler.crawl(opts, client)
   except (boards.CrawlError, ValueError) as e:

@@ -112,6 +112,8 @@ class CrawlOptions:
     page_size: posts per API page (capped at the site's maximum).
     max_pages: pages fetched by this run at most (a bound for filters that skip a lot).
     md5_attempts: downloads of one file before a wrong md5 makes the post count as failed.
+    allow_any_host: download file URLs on any http(s) host; by default only the API's host
+      and the site's known file hosts (`boards.Site.file_hosts`).
   """
   site: str
   tags: str
@@ -124,6 +126,7 @@ class CrawlOptions:
   page_size: int = 100
   max_pages: int = 1000
   md5_attempts: int = 2
+  allow_any_host: bool = False
 
 
 def crawl(opts: CrawlOptions, client: Optional[http_client.HttpClient] = None) -> dict:
@@ -293,6 +296,11 @@ class Crawler:
       self.manifest.append(entry)
 
   def _skip_reason(self, post: boards.Post) -> Optional[str]:
+    if not boards.url_allowed(post.file_url, self.base, self.board.file_hosts,
+                              any_host=self.opts.allow_any_host):
+      logging.warning("post %s: file URL %s is not on %s's hosts; not downloaded (see "
+                      "--allow_any_host)", post.id, post.file_url, self.opts.site)
+      return "url_not_allowed"
     if post.extension not in IMAGE_EXTENSIONS:
       return "file_type"
     if self.accepted is not None and post.rating not in self.accepted:

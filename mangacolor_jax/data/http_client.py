@@ -42,6 +42,13 @@ def _retry_after(headers) -> Optional[float]:
     return None
 
 
+def _set_read_timeout(response, seconds: float) -> None:
+  """Bounds the next receive of `response` (an http.client.HTTPResponse) by `seconds`."""
+  sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
+  if sock is not None:
+    sock.settimeout(max(seconds, 1e-3))
+
+
 @dataclasses.dataclass(eq=False, kw_only=True)
 class HttpClient:
   """GETs with a global rate limit and bounded retries.
@@ -92,7 +99,18 @@ class HttpClient:
         expected = response.headers.get("Content-Length")
         chunks, size = [], 0
         while True:
-          chunk = response.read(1 << 16)
+          remaining = deadline - self.clock()
+          if remaining <= 0:
+            raise _Retry(f"still reading after {self.max_seconds:g} s")
+          _set_read_timeout(response, min(self.timeout, remaining))
+          # read1: what one receive brings (at most 64 KiB), so a server that trickles a
+          # byte at a time cannot hold a read, and with it the request, past the deadline.
+          try:
+            chunk = response.read1(1 << 16)
+          except TimeoutError:
+            if self.clock() >= deadline:
+              raise _Retry(f"still reading after {self.max_seconds:g} s") from None
+            raise
           if not chunk:
             break
           size += len(chunk)

@@ -159,6 +159,31 @@ class FakeBooru:
           {"success": False, "message": "You cannot search for more than 2 tags"}).encode())
     if fault == "slow":
       time.sleep(_SLOW_SECONDS)
+    if fault == "trickle":  # a byte every 0.1 s: never silent for a time-out
+      handler.send_response(200)
+      handler.send_header("Content-Length", "400")
+      handler.end_headers()
+      try:
+        for _ in range(400):
+          handler.wfile.write(b"x")
+          handler.wfile.flush()
+          time.sleep(0.1)
+      except (BrokenPipeError, ConnectionResetError):
+        pass
+      return None
+    if fault == "error_object":  # Gelbooru's shape of a refusal, answered with a 200
+      return self._send(handler, 200, json.dumps(
+          {"success": False, "message": "Search error: API limited"}).encode())
+    if fault == "odd_entries":  # the page's posts after three entries that are not
+      odd = ["not a post", 7, {"id": "12a", "hash": "0" * 32, "image": "x.png",
+                               "directory": "1"}]
+      return self._send(handler, 200, json.dumps(
+          odd + json.loads(self._safebooru_page(query))).encode())
+    if fault == "foreign_urls":
+      return self._send(handler, 200, json.dumps(
+          [{"id": 1, "hash": "0" * 32, "file_url": "file:///etc/passwd"},
+           {"id": 2, "hash": "1" * 32, "file_url": "http://169.254.169.254/x.png"}]
+          + json.loads(self._safebooru_page(query))).encode())
     if kind == "api":
       if fault == "malformed":
         return self._send(handler, 200, b'[{"id": 1, "hash": ')
@@ -347,6 +372,51 @@ def test_crawl_stops_clearly_and_keeps_its_work(tmp_path):
                                          min_side=0, base_url=server.base_url),
                     client=_client())
     assert server.count("api") == 1
+
+
+def test_max_seconds_bounds_a_server_that_trickles(tmp_path):
+  posts = make_posts(1)
+  with FakeBooru(posts, {("image", posts[0]["id"]): ["trickle"]}) as server:
+    client = _client(max_retries=0, max_seconds=0.5, timeout=5.0)
+    start = time.monotonic()
+    with pytest.raises(http_client.FetchError, match="still reading after 0.5 s"):
+      client.get(f"{server.base_url}/data/{posts[0]['id']}.png")
+    assert time.monotonic() - start < 2.0  # not the 40 s the whole body takes
+
+
+def test_error_objects_are_errors_and_bad_entries_are_skipped(tmp_path):
+  posts = make_posts(4)
+  with FakeBooru(posts, {("api", "0"): ["error_object"]}) as server:
+    with pytest.raises(boards.CrawlError, match="API limited"):
+      crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 10, str(tmp_path / "a"),
+                                         min_side=0, base_url=server.base_url),
+                    client=_client())
+  with FakeBooru(posts, {("api", "0"): ["odd_entries"]}) as server:
+    report = crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 10,
+                                                str(tmp_path / "b"), min_side=0,
+                                                page_size=4, base_url=server.base_url),
+                           client=_client())
+  assert report["skipped"]["no_file"] == 3  # a string, a number, an id that is not one
+  assert report["downloaded"] == 4  # the page's real posts were taken all the same
+
+
+def test_download_urls_must_be_http_on_the_sites_hosts(tmp_path):
+  posts = make_posts(2)
+  with FakeBooru(posts, {("api", "0"): ["foreign_urls"]}) as server:
+    report = crawler.crawl(crawler.CrawlOptions("safebooru", "1girl", 10,
+                                                str(tmp_path / "a"), min_side=0,
+                                                page_size=2, base_url=server.base_url),
+                           client=_client())
+    assert server.count("image") == 2  # only the board's own files were fetched
+  assert report["skipped"]["url_not_allowed"] == 2
+  assert report["downloaded"] == 2
+  assert boards.url_allowed("https://cdn.donmai.us/a.png", "https://danbooru.donmai.us",
+                            boards.SITES["danbooru"].file_hosts)
+  assert not boards.url_allowed("https://evil.example/a.png", "https://danbooru.donmai.us",
+                                boards.SITES["danbooru"].file_hosts)
+  assert boards.url_allowed("https://evil.example/a.png", "https://danbooru.donmai.us", (),
+                            any_host=True)
+  assert not boards.url_allowed("file:///etc/passwd", "", (), any_host=True)
 
 
 def test_rate_limit_spaces_every_request(tmp_path):
