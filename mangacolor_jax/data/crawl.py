@@ -67,6 +67,8 @@ def define_flags():
                        "<= 200).")
   flags.DEFINE_integer("max_pages", 1000, "API pages fetched by one run at most.")
   flags.DEFINE_float("timeout", 30.0, "Seconds a connection may stay silent before a retry.")
+  flags.DEFINE_float("max_seconds", 300.0, "Seconds one request may take in all, however "
+                     "slowly the server sends, before it is abandoned and retried.")
   flags.DEFINE_integer("max_retries", 5, "Retries per request (429, 5xx, time-outs, short "
                        "bodies, malformed JSON).")
   flags.DEFINE_float("backoff", 2.0, "First back-off in seconds, doubled on each retry.")
@@ -82,7 +84,7 @@ def main(argv):
   client = http_client.HttpClient(
       rate=FLAGS.rate, timeout=FLAGS.timeout, max_retries=FLAGS.max_retries,
       backoff=FLAGS.backoff, max_backoff=FLAGS.max_backoff,
-      max_bytes=FLAGS.max_file_mb * 2**20)
+      max_bytes=FLAGS.max_file_mb * 2**20, max_seconds=FLAGS.max_seconds)
   opts = crawler.CrawlOptions(
       site=FLAGS.site, tags=FLAGS.tags, limit=FLAGS.limit, out=FLAGS.out,
       exclude_tags=FLAGS.exclude_tags.split(), rating=FLAGS.rating, min_side=FLAGS.min_side,
