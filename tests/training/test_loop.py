@@ -117,18 +117,14 @@ class Crash(Exception):
   pass
 
 
-def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypatch):
-  tiny_config.num_train_steps = 4
-  tiny_config.eval_every_steps = 100
-  reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
-
-  # Crash (like a kill) after the checkpoint at step 2 while step 3 is running.
+def crash_after_two_steps(config, workdir, monkeypatch):
+  """Trains in `workdir` and crashes (like a kill) after the checkpoint at step 2, while
+  step 3 is running."""
   real_create = datasets.create_train_dataset
-
   calls = {"n": 0}
 
-  def crash_on_third(config, *, seed, start_index=0, **kw):
-    ds = real_create(config, seed=seed, start_index=start_index, **kw)
+  def crash_on_third(cfg, *, seed, start_index=0, **kw):
+    ds = real_create(cfg, seed=seed, start_index=start_index, **kw)
     calls["n"] += 1
     if calls["n"] == 1:  # the training stream of the first run: dies after 2 batches
       return _StopAfter(ds, 2)
@@ -136,8 +132,16 @@ def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypat
 
   monkeypatch.setattr(datasets, "create_train_dataset", crash_on_third)
   with pytest.raises(Crash):
-    loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
+    loop.train_and_evaluate(config, workdir)
   monkeypatch.setattr(datasets, "create_train_dataset", real_create)
+
+
+def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypatch):
+  tiny_config.num_train_steps = 4
+  tiny_config.eval_every_steps = 100
+  reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
+
+  crash_after_two_steps(tiny_config, str(tmp_path / "resumed"), monkeypatch)
   assert checkpointing.Checkpointer(str(tmp_path / "resumed" / "checkpoints"),
                                     create=False).latest_step() == 2
   resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
@@ -158,18 +162,7 @@ def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(tiny_config
   tiny_config.num_train_steps = 4
   tiny_config.eval_every_steps = 2
   reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
-  real_create = datasets.create_train_dataset
-  calls = {"n": 0}
-
-  def crash_on_third(config, *, seed, start_index=0, **kw):
-    ds = real_create(config, seed=seed, start_index=start_index, **kw)
-    calls["n"] += 1
-    return _StopAfter(ds, 2) if calls["n"] == 1 else ds
-
-  monkeypatch.setattr(datasets, "create_train_dataset", crash_on_third)
-  with pytest.raises(Crash):
-    loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
-  monkeypatch.setattr(datasets, "create_train_dataset", real_create)
+  crash_after_two_steps(tiny_config, str(tmp_path / "resumed"), monkeypatch)
   resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
   assert int(resumed.step) == 4
   for x, y in zip(params_of(reference), params_of(resumed)):
