@@ -17,6 +17,7 @@ from mangacolor_jax.infer import colorizer as colorizer_lib
 from mangacolor_jax.protocol import scoring
 from mangacolor_jax.protocol import testset as testset_lib
 from mangacolor_jax.training import loop
+from mangacolor_jax.training import model_card
 from mangacolor_jax.utils import files
 
 RESULT = "result.json"
@@ -49,6 +50,7 @@ def train_and_score(config, root: str, name: str, images: int, seed: int,
   wall = time.time() - start
   model = colorizer_lib.Colorizer(workdir, "latest")
   scores = scoring.score(model.predict_batch, model.takes_hints, test)
+  model_card.add_protocol_scores(workdir, model.step, scores)
   return write_result(workdir, name, images, seed, scores, steps=config.num_train_steps,
                       train_seconds=round(wall, 1))
 

@@ -9,6 +9,7 @@ workdir resumes exactly: the data stream and every key are functions of the step
 import dataclasses
 import json
 import os
+import time
 
 from absl import logging
 from clu import metric_writers
@@ -18,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from mangacolor_jax.input_pipeline import datasets
+from mangacolor_jax.input_pipeline import sources
 from mangacolor_jax.nn import hints as hints_lib
 from mangacolor_jax.nn import models
 from mangacolor_jax.runtime import compile as compile_lib
@@ -27,6 +29,7 @@ from mangacolor_jax.runtime import seeds
 from mangacolor_jax.training import checkpointing
 from mangacolor_jax.training import config_check
 from mangacolor_jax.training import evaluation
+from mangacolor_jax.training import model_card
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.training import step as step_lib
 from mangacolor_jax.training.diagnostics import writer as diagnostics_lib
@@ -172,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
               "git_commit": provenance.git_commit(), "jax_version": jax.__version__}
   loop = Loop(nets, mesh, ckpt, workdir, keys.data_seed, stopping, run_meta,
               start_step=int(jax.device_get(state.step)))
+  loop.best_psnr = meta.get("best_eval_psnr")
   try:
     return loop.run(state, reuse_step_memory)
   finally:
@@ -189,6 +193,8 @@ class Loop:
     config = nets.config
     self.config, self.mesh, self.ckpt = config, mesh, ckpt
     self.stopping, self.run_meta, self.start_step = stopping, run_meta, start_step
+    self.workdir, self.best_psnr, self.started = workdir, None, time.monotonic()
+    self._split_sizes = None
     # Example g of the run is a function of g alone: resuming at a step is arithmetic.
     self.train_iter = datasets.create_train_dataset(
         config, seed=data_seed, start_index=start_step * config.batch_size,
@@ -249,7 +255,25 @@ class Loop:
               self.stopping.update(step, eval_metrics["eval_psnr"]))
     if step % config.checkpoint_every_steps == 0 or is_last or stop:
       check_finite(step, jax.device_get(window), self.ckpt, state, self.all_finite)
+      best = eval_metrics is not None and (self.best_psnr is None or
+                                           eval_metrics["eval_psnr"] > self.best_psnr)
+      if best:
+        self.best_psnr = eval_metrics["eval_psnr"]
       self.ckpt.save(step, state, metrics=eval_metrics,
-                     meta=dict(self.run_meta, step=step,
+                     meta=dict(self.run_meta, step=step, best_eval_psnr=self.best_psnr,
                                early_stopping=self.stopping.record()))
+      if best and jax.process_index() == 0:
+        model_card.write(self.workdir, config, step, eval_metrics, self.split_sizes(),
+                         time.monotonic() - self.started, self.run_meta["git_commit"])
     return window, stop
+
+  def split_sizes(self) -> dict[str, int]:
+    """Images per split, for the model card (a TFDS data set's report has them)."""
+    if self._split_sizes is None:
+      splits = {"train": "train", "validation": "val"}
+      if self.config.data.source == "folder" and self.config.data.test_fraction > 0:
+        splits["test"] = "test"
+      self._split_sizes = ({} if self.config.data.source == "tfds" else
+                           {k: sources.create_source(self.config, v).size
+                            for k, v in splits.items()})
+    return self._split_sizes
