@@ -1,17 +1,18 @@
 r"""Real illustrations: any folder of colour images (development: 8,000 64x64 anime faces).
 
-Trained with sparse colour hints sampled from the target, most of them dropped at random
-(half of the images get none), so one model colours both without and with hints;
-`evaluate` reports both.
+Trained with colour hints painted as a person paints them (short strokes of a region's
+colour, none on half of the images), so one model colours both without and with hints;
+the generator's weights are averaged (EMA), and evaluation, colorize and the quality
+protocol use the average. `docs/quality.md` holds the ablation behind each choice.
 
 Command:
   python -m mangacolor_jax.train --config configs/anime_faces.py --workdir runs/faces \
       --config.data.image_dir=PATH
 
-Hardware and expected result: a 2-core CPU; measured at 1.2-1.5 steps/s while other jobs
-shared the 2 cores (3,000 steps: 42 minutes), faster alone. Measured after 3,000 steps on the 8,000 development faces (64x64): validation
-PSNR 16.2 dB without hints and 17.3 dB with sparse hints, against 9.4 dB for the line art
-and 10.5 dB untrained; on a GPU, raise batch_size and num_train_steps.
+Hardware and expected result: a 2-core CPU at about 4 steps/s alone (2,000 steps, 32k
+images, in 9-13 minutes). The quality protocol (docs/quality.md: 32k images, the faces'
+test split, XDoG line art) measures RESULT_LINE
+On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
@@ -27,10 +28,15 @@ def get_config():
   config.data.image_dir = ""  # required: --config.data.image_dir=PATH
   config.data.image_size = 64
   config.data.max_val_images = 400
-  config.data.color_jitter = 0.3  # real palettes vary: colour distortion is augmentation
+  # No colour jitter on the targets: it makes a character's colours unpredictable from
+  # its line art (docs/quality.md, a1: +0.44 dB).
+  config.data.color_jitter = 0.0
   config.data.test_fraction = 0.1  # held out for the quality protocol (docs/quality.md)
   config.model.gen.depth = 5
-  config.hints.mode = "sparse"
-  config.hints.max_points = 32
+  # The average of G's weights removes the late fall of the last iterate (a2: +1.2 dB).
+  config.model.ema_decay = 0.999
+  # Painted strokes, as colorize --hints reads them (a3: +1.1 dB at 10 strokes, where
+  # single-pixel hints cost 1.6 dB).
+  config.hints.mode = "strokes"
   config.hints.drop_prob = 0.5
   return config

@@ -30,7 +30,7 @@ def data_lines(config, split_sizes: dict[str, int]) -> list[str]:
            "synthetic": "the procedural character (no files)"}[data.source]
   sizes = ", ".join(f"{n:,} {split}" for split, n in split_sizes.items())
   h, w = config_check.image_hw(config)
-  return [f"- Source: {where}; {sizes} images.",
+  return [f"- Source: {where}" + (f"; {sizes} images." if sizes else "."),
           f"- {h}x{w} crops; line art from {', '.join(data.extractors)}; "
           f"hints: {config.hints.mode}; colour jitter {data.color_jitter}."]
 
