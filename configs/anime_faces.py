@@ -11,8 +11,10 @@ Command:
 
 Hardware and expected result: a 2-core CPU at about 4 steps/s alone (2,000 steps, 32k
 images, in 9-13 minutes). The quality protocol (docs/quality.md: 32k images, the faces'
-test split, XDoG line art) measures RESULT_LINE
-On a GPU, raise batch_size and num_train_steps.
+test split, one seed) measures 16.2 dB PSNR without hints on XDoG line art (15.6 and 14.8
+on dilation and thick-XDoG line art), colourfulness 0.67 of the targets', and +1.1 dB with
+10 painted strokes, +1.5 dB with 30 (the baseline before the ablation: 14.9 dB, -0.9 and
+-2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
