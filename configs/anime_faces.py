@@ -9,12 +9,13 @@ Command:
   python -m mangacolor_jax.train --config configs/anime_faces.py --workdir runs/faces \
       --config.data.image_dir=PATH
 
-Hardware and expected result: a 2-core CPU at about 4 steps/s alone (2,000 steps, 32k
-images, in 9-13 minutes). The quality protocol (docs/quality.md: 32k images, the faces'
+Hardware and expected result: a 2-core CPU at 1.7-4 steps/s (2,000 steps, 32k images, in
+9-20 minutes). The quality protocol (docs/quality.md: 32k images, the faces'
 test split, one seed) measures 16.2 dB PSNR without hints on XDoG line art (15.6 and 14.8
 on dilation and thick-XDoG line art), colourfulness 0.67 of the targets', and +1.1 dB with
 10 painted strokes, +1.5 dB with 30 (the baseline before the ablation: 14.9 dB, -0.9 and
--2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
+-2.7 dB with strokes). `--config.optim.schedule=linear_decay` trades 0.2 dB for
+colourfulness 0.90. On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
