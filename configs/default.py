@@ -135,7 +135,7 @@ def get_config():
 
   config.hints = ml_collections.ConfigDict()
   config.hints.mode = "none"  # none | sparse (pixels) | strokes (as a person paints)
-  config.hints.max_points = 32  # hint pixels per image at most
+  config.hints.max_points = 32  # sparse mode: U[0, 32] hint pixels per image, on average
   config.hints.drop_prob = 0.5  # share of training images given no hint at all
   config.hints.max_strokes = 30  # strokes mode: strokes per image at most (log-uniform)
   config.hints.stroke_length = (0.05, 0.25)  # share of the shorter side

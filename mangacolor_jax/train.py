@@ -4,8 +4,8 @@
 
 Any config field can be overridden, e.g. `--config.optim.g_lr=1e-4`. Restarting on the same
 workdir resumes from its latest checkpoint. On several hosts, each runs the same command;
-`jax.distributed.initialize()` is called when JAX_COORDINATOR_ADDRESS (or a cluster
-environment JAX detects, e.g. SLURM or a TPU pod) is present.
+`jax.distributed.initialize()` is called when JAX_COORDINATOR_ADDRESS or SLURM_JOB_ID is
+set (nothing else is detected yet).
 """
 
 import os

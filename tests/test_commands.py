@@ -40,7 +40,8 @@ def test_colorize_real_sketch_any_size(hint_workdir, anime_faces, tmp_path):
   before = sha256(sketch)
   with Image.open(sketch) as im:
     w, h = im.size
-  assert h != w and h % 8 and w % 8 or True  # a large, non-square real sketch
+  # A large, non-square real sketch whose sides are not both multiples of 2**depth.
+  assert h != w and (h % 8 or w % 8), (w, h)
   colorizer = colorizer_lib.Colorizer(hint_workdir)
   out = str(tmp_path / "out.png")
   sketches.colorize_file(colorizer, sketch, out, None, max_side=0, normalize=True)

@@ -84,7 +84,7 @@ class UNetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-  """Conditional PatchGAN: sees line art (and hints) concatenated with a colour image.
+  """Conditional PatchGAN: sees the line art (not the hints) beside a colour image.
 
   `layers` stride-2 4x4 convs after the first, then a stride-1 conv and a 1-channel conv
   giving one logit per patch (layers=3: the 70x70 PatchGAN of pix2pix). `downsample` as
