@@ -11,11 +11,10 @@ Command:
 
 Hardware and expected result: a 2-core CPU at 1.7-4 steps/s (2,000 steps, 32k images, in
 9-20 minutes). The quality protocol (docs/quality.md: 32k images, the faces'
-test split, one seed) measures 16.2 dB PSNR without hints on XDoG line art (15.6 and 14.8
-on dilation and thick-XDoG line art), colourfulness 0.67 of the targets', and +1.1 dB with
-10 painted strokes, +1.5 dB with 30 (the baseline before the ablation: 14.9 dB, -0.9 and
--2.7 dB with strokes). `--config.optim.schedule=linear_decay` trades 0.2 dB for
-colourfulness 0.90. On a GPU, raise batch_size and num_train_steps.
+test split, seeds 0-2) measures 16.36 +- 0.13 dB PSNR without hints on XDoG line art
+(15.6 and 14.9 on dilation and thick-XDoG line art), colourfulness 0.79 +- 0.13 of the
+targets', and +1.2 dB with 10 painted strokes, +1.6 dB with 30 (the baseline before the
+ablation, one seed: 14.9 dB, -0.9 and -2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
