@@ -37,14 +37,12 @@ def claim_save_images(save_images: str | None, image_dir: str | None = None) -> 
   """Makes the --save_images folder evaluate's own (or refuses it) before any long work,
   and refuses an --image_dir whose images would overwrite each other's (a.png, a.jpg)."""
   if save_images:
-    if image_dir:
-      taken = {}
-      for path in input_files.list_images(image_dir):
-        name = output_name(os.path.relpath(path, image_dir))
-        if name in taken:
-          raise ValueError(f"--image_dir images {taken[name]} and {path} would both be "
-                           f"saved as {name} in --save_images: rename one of them")
-        taken[name] = path
+    shared = image_dir and files.shared_output(
+        (p, output_name(os.path.relpath(p, image_dir)))
+        for p in input_files.list_images(image_dir))
+    if shared:
+      raise ValueError(f"--image_dir images {shared[0]} and {shared[1]} would both be "
+                       f"saved as {shared[2]} in --save_images: rename one of them")
     files.claim_folder(save_images, COMMAND, "--save_images")
     os.makedirs(os.path.join(save_images, "triptychs"), exist_ok=True)
     os.makedirs(os.path.join(save_images, "outputs"), exist_ok=True)

@@ -112,15 +112,12 @@ def plan_outputs(src: str, dst: str, hints: str | None) -> list[tuple[str, str]]
     names = _images_under(src, dst)
     if not names:
       raise ValueError(f"--input folder {src} holds no {EXTENSIONS} image")
-    pairs, taken = [], {}
-    for name in names:
-      out = os.path.splitext(name)[0] + ".png"
-      if out in taken:
-        raise ValueError(f"--input {os.path.join(src, taken[out])} and "
-                         f"{os.path.join(src, name)} would both be written to "
-                         f"{os.path.join(dst, out)}: rename one of them")
-      taken[out] = name
-      pairs.append((os.path.join(src, name), os.path.join(dst, out)))
+    pairs = [(os.path.join(src, n), os.path.join(dst, os.path.splitext(n)[0] + ".png"))
+             for n in names]
+    shared = files.shared_output(pairs)
+    if shared:
+      raise ValueError(f"--input {shared[0]} and {shared[1]} would both be written to "
+                       f"{shared[2]}: rename one of them")
     files.claim_folder(dst, COMMAND, "--output")
     return pairs
   if not os.path.isfile(src):

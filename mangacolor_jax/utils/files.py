@@ -37,6 +37,17 @@ class OutputError(ValueError):
 # ------------------------------------------------------------------------ atomic writes
 
 
+def shared_output(pairs) -> tuple[str, str, str] | None:
+  """(first input, second input, output) of the first two (input, output) pairs that name
+  one output, or None when every output is named once."""
+  taken = {}
+  for src, dst in pairs:
+    if dst in taken:
+      return taken[dst], src, dst
+    taken[dst] = src
+  return None
+
+
 def write_bytes(path: str, data: bytes, *, durable: bool = False) -> None:
   """Writes `data` to `path` atomically (a hidden temporary file, then a rename).
 
