@@ -17,6 +17,12 @@ scales the result back up. Outputs are written atomically; inputs are never modi
 nothing colorize did not write is overwritten: a folder --output is new, empty or an
 earlier colorize's (its marker), and a file --output may only replace an image that
 colorize wrote (PNG and JPEG outputs record it).
+
+On a folder, a progress bar shows images/s and the time left; an output newer than its
+input, its hints and the model's checkpoint is kept, so a second run resumes where the
+first stopped (`--redo` colours all again); a file that fails (not an image, hints of
+another size) is reported by name at the end, after the others are done, and the exit
+status is then 2.
 """
 
 import os
@@ -24,9 +30,11 @@ import sys
 
 from absl import app
 from absl import flags
+import tqdm
 
 from mangacolor_jax.infer import ensemble
 from mangacolor_jax.infer import sketches
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -43,25 +51,39 @@ flags.DEFINE_string("checkpoint", "best", "best | latest | a step number, or sev
 flags.DEFINE_integer("max_side", 0, "If > 0, colour at this longest side, then resize the "
                      "result back to the input size. 0: native resolution.")
 flags.DEFINE_bool("normalize", True, "Stretch the sketch's levels to black lines on white.")
+flags.DEFINE_bool("redo", False, "Colour every input again, even those whose output is "
+                  "newer than the input and the model (kept by default: a run resumes).")
 flags.mark_flags_as_required(["input", "output"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  try:
+  with cli.user_errors():
     pairs = sketches.plan_outputs(FLAGS.input, FLAGS.output, FLAGS.hints)
     if FLAGS.hints and not os.path.isfile(FLAGS.hints):
       raise ValueError(f"--hints {FLAGS.hints} does not exist")
     colorizer = sketches.create_colorizer(FLAGS.workdir, FLAGS.ensemble, FLAGS.checkpoint,
                                           FLAGS.ensemble_weights)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
+  since = sketches.model_time(colorizer)
+  todo = [(s, d) for s, d in pairs
+          if FLAGS.redo or not sketches.up_to_date(s, d, FLAGS.hints, since)]
+  if len(todo) < len(pairs):
+    print(f"{len(pairs) - len(todo)} of {len(pairs)} outputs are newer than their input and "
+          f"the model: kept (--redo colours them again)", file=sys.stderr)
+  failed = []
+  for s, d in tqdm.tqdm(todo, unit="image", disable=len(todo) < 2, file=sys.stderr):
+    try:
+      sketches.colorize_file(colorizer, s, d, FLAGS.hints, FLAGS.max_side, FLAGS.normalize)
+    except (ValueError, OSError) as e:  # this file's fault (not an image, hints of another size)
+      failed.append((s, e))
+  for s, e in failed:
+    print(f"error: {s}: {e}", file=sys.stderr)
+  print(f"colorize: {len(todo) - len(failed)} coloured, {len(pairs) - len(todo)} kept, "
+        f"{len(failed)} failed -> {FLAGS.output}")
+  if failed:
     sys.exit(2)
-  for s, d in pairs:
-    sketches.colorize_file(colorizer, s, d, FLAGS.hints, FLAGS.max_side, FLAGS.normalize)
-    print(f"{s} -> {d}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -34,6 +34,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from mangacolor_jax.utils import cli
+
 FLAGS = flags.FLAGS
 
 
@@ -61,18 +63,14 @@ def main(argv):
   from mangacolor_jax.debug import curves  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
-  try:
+  with cli.user_errors():
     config_check.validate_config(config)
-  except ValueError as e:
-    print(f"FAIL  config                   -  {e}")
-    sys.exit(2)
   run_check = None
   if FLAGS.run:
     try:  # before the long checks: a wrong --run is one line, not minutes later
       status, measured, meaning = curves.check_run(FLAGS.run)
     except ValueError as e:
-      print(f"error: --run: {e}", file=sys.stderr)
-      sys.exit(2)
+      cli.fail(f"--run: {e}")
     run_check = checklist.Result(
         "late_fall", status, None if measured is None else measured.val_rise, meaning)
   os.makedirs(FLAGS.workdir, exist_ok=True)
@@ -100,4 +98,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

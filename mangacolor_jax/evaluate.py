@@ -19,13 +19,13 @@ ensemble's metrics beside each member's, all on the same images and hints.
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 from mangacolor_jax.infer import ensemble
 from mangacolor_jax.infer import evaluation
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -42,7 +42,7 @@ flags.DEFINE_enum("ensemble_weights", "uniform", ensemble.WEIGHTINGS,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  try:
+  with cli.user_errors():
     if FLAGS.image_dir and not os.path.isdir(FLAGS.image_dir):
       raise ValueError(f"--image_dir {FLAGS.image_dir} is not a folder")
     if bool(FLAGS.workdir) == bool(FLAGS.ensemble):
@@ -54,11 +54,8 @@ def main(argv):
       members = ensemble.parse_members(FLAGS.workdir or FLAGS.ensemble, FLAGS.checkpoint)
       result = evaluation.evaluate_ensemble(members, FLAGS.ensemble_weights,
                                             FLAGS.image_dir, FLAGS.save_images)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,11 +15,12 @@ whole protocol: the project's recipe, its L1-only run and the PyTorch pix2pix pe
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.",
@@ -45,15 +46,12 @@ def main(argv):
     config = FLAGS.config
     if config is None:
       raise app.UsageError("--config is required (or --table_only)")
-    try:
+    with cli.user_errors():
       config_check.validate_config(config)
       if config.data.test_fraction <= 0 and config.data.source == "folder":
         raise ValueError("config.data.test_fraction is 0: the protocol scores on a test "
                          "split that training never reads")
       seeds, budgets = [int(s) for s in FLAGS.seeds], [int(i) for i in FLAGS.images]
-    except ValueError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
     name = FLAGS.name or os.path.splitext(
         os.path.basename(FLAGS["config"].config_filename.split(":")[0]))[0]
     test = testset.build_test_set(config)
@@ -69,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -3,16 +3,17 @@
   python -m mangacolor_jax.train --config configs/default.py --workdir runs/default
 
 Any config field can be overridden, e.g. `--config.optim.g_lr=1e-4`. Restarting on the same
-workdir resumes from its latest checkpoint. On several hosts, each runs the same command;
-`jax.distributed.initialize()` is called when JAX_COORDINATOR_ADDRESS or SLURM_JOB_ID is
-set (nothing else is detected yet).
+workdir resumes from its latest checkpoint. On several hosts, each runs the same command
+with the cluster in its environment (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+JAX_PROCESS_ID by hand; SLURM, Open MPI, or MANGACOLOR_DISTRIBUTED=1 on TPU pods:
+mangacolor_jax/runtime/distributed.py and the README's "Several hosts").
 """
-
-import os
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
@@ -25,15 +26,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
   # Imported here so that --help answers without loading JAX and TensorFlow.
-  import jax  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.runtime import distributed  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.training import loop  # pylint: disable=g-import-not-at-top
 
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID"):
-    jax.distributed.initialize()
-  # The loop logs the process index and devices: asking JAX here would create its
-  # backends before the loop has set them up (runtime.host_memory).
+  with cli.user_errors():  # seconds, before anything compiles or reads data in bulk
+    config_check.validate_config(FLAGS.config)
+    distributed.initialize_from_environment()
+    loop.check_devices(FLAGS.config)
   loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

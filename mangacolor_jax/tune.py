@@ -57,7 +57,7 @@ from ml_collections import config_flags
 
 from mangacolor_jax.tuning import grid
 from mangacolor_jax.tuning import overrides
-from mangacolor_jax.utils import files
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 COMMANDS = ("lr_range", "sweep")
@@ -106,20 +106,18 @@ def main(argv):
   from mangacolor_jax.tuning import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   if argv[1] == "lr_range":
-    try:
-      result = lr_range_lib.lr_range(
-          config, FLAGS.workdir, FLAGS.min, FLAGS.max, FLAGS.steps or 100,
-          FLAGS.smoothing, FLAGS.diverge_factor, FLAGS.disc_ramp_g_lr)
-    except files.OutputError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+    with cli.user_errors():  # the user's mistakes, before the ramps start
+      lr_range_lib.check_inputs(config, FLAGS.workdir)
+    result = lr_range_lib.lr_range(
+        config, FLAGS.workdir, FLAGS.min, FLAGS.max, FLAGS.steps or 100,
+        FLAGS.smoothing, FLAGS.diverge_factor, FLAGS.disc_ramp_g_lr)
     summary = {k: {f: v[f] for f in ("suggested_lr", "min_loss_lr", "steepest_lr",
                                      "diverged_at_lr")}
                for k, v in result["networks"].items()}
     print(json.dumps({"suggested": result["suggested"], "overrides": result["overrides"],
                       "networks": summary}, indent=1))
     return
-  try:
+  with cli.user_errors():
     params = [grid.parse_param(s) for s in FLAGS.param]
     sweep = sweep_lib.Sweep(
         config, FLAGS.workdir, params, jitter=FLAGS.jitter, seed=FLAGS.seed,
@@ -127,11 +125,6 @@ def main(argv):
         refine_points=FLAGS.refine_points, parallel=FLAGS.trials_in_parallel,
         config_file=FLAGS["config"].config_filename,
         config_args=overrides.config_args_from_argv(sys.argv[1:]))
-  except files.OutputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
   ranked = sweep.run(extend=not FLAGS.no_extend, max_extensions=FLAGS.max_extensions,
                      refine=FLAGS.refine)
   print(sweep.markdown(ranked))
@@ -140,4 +133,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

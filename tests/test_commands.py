@@ -137,10 +137,71 @@ def test_benchmark_reports_speed_and_memory(tiny_config):
   assert result["device_count"] == 8 and result["device_kind"]
 
 
-def test_train_command_line_override_and_bad_value(tmp_path):
-  base = [sys.executable, "-m", "mangacolor_jax.train", "--config", "configs/tiny.py",
-          "--workdir", str(tmp_path / "run")]
-  bad = subprocess.run(base + ["--config.model.gen.norm=group"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
-  assert bad.returncode != 0 and "config.model.gen.norm" in bad.stderr
-  assert not os.path.exists(tmp_path / "run" / "checkpoints" / "2")
+# A user's mistakes, each with the words its one error line must hold: the field, flag, file
+# or variable to fix. Before any long work, each command prints `error: ...` and exits 2.
+MISTAKES = {
+    "config_field_typo": (["mangacolor_jax.train", "--config", "configs/tiny.py", "--workdir",
+                           "{tmp}/run", "--config.model.norm=batch"], "--config.model.norm"),
+    "bad_config_value": (["mangacolor_jax.train", "--config", "configs/tiny.py", "--workdir",
+                          "{tmp}/run", "--config.model.gen.norm=group"], "config.model.gen.norm"),
+    "value_not_a_number": (["mangacolor_jax.train", "--config", "configs/tiny.py",
+                            "--workdir", "{tmp}/run", "--config.batch_size=16x"],
+                           "--config.batch_size"),
+    "config_file_missing": (["mangacolor_jax.train", "--config", "{tmp}/nope.py", "--workdir",
+                             "{tmp}/run"], "nope.py"),
+    "workdir_missing": (["mangacolor_jax.train", "--config", "configs/tiny.py"], "--workdir"),
+    "cluster_half_given": (["mangacolor_jax.train", "--config", "configs/tiny.py", "--workdir",
+                            "{tmp}/run", "@JAX_COORDINATOR_ADDRESS=127.0.0.1:1"],
+                           "JAX_NUM_PROCESSES"),
+    "benchmark_typo": (["mangacolor_jax.benchmark", "--config", "configs/tiny.py",
+                        "--config.optim.lr=1"], "--config.optim.lr"),
+    "doctor_bad_value": (["mangacolor_jax.doctor", "--config", "configs/tiny.py", "--workdir",
+                          "{tmp}/doc", "--config.model.gen.norm=group"], "config.model.gen.norm"),
+    "tune_bad_value": (["mangacolor_jax.tune", "lr_range", "--config", "configs/tiny.py",
+                        "--workdir", "{tmp}/tune", "--config.model.gen.norm=group"],
+                       "config.model.gen.norm"),
+    "quality_bad_value": (["mangacolor_jax.quality", "--config", "configs/tiny.py",
+                           "--workdir", "{tmp}/q", "--config.model.gen.norm=group"],
+                          "config.model.gen.norm"),
+    "evaluate_no_run": (["mangacolor_jax.evaluate", "--workdir", "{tmp}/none"], "{tmp}/none"),
+    "crawl_bad_rate": (["mangacolor_jax.data.crawl", "--tags", "x", "--limit", "1", "--out",
+                        "{tmp}/crawl", "--rate=-1"], "--rate"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_users_mistake_is_one_line_naming_what_to_fix(mistake, tmp_path):
+  args, words = MISTAKES[mistake]
+  args = [a.format(tmp=tmp_path) for a in args]
+  env = dict(os.environ)
+  env.update(a[1:].split("=", 1) for a in args if a.startswith("@"))
+  result = subprocess.run([sys.executable, "-m"] + [a for a in args if a[0] != "@"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and words.format(tmp=tmp_path) in last, last
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_colorize_a_folder_reports_a_bad_file_at_the_end_and_resumes(hint_workdir, tmp_path):
+  src, dst = tmp_path / "sketches", tmp_path / "coloured"
+  (src / "sub").mkdir(parents=True)
+  for name in ("a.png", "sub/c.png"):
+    Image.fromarray(np.full((40, 24), 255, np.uint8)).save(src / name)
+  (src / "b.png").write_bytes(b"not an image")
+  base = [sys.executable, "-m", "mangacolor_jax.colorize", "--workdir", hint_workdir,
+          "--input", str(src), "--output", str(dst), "--checkpoint", "latest"]
+  first = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr[-3000:]
+  errors = [l for l in first.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and "b.png" in errors[0], first.stderr[-3000:]
+  assert (dst / "a.png").is_file() and (dst / "sub" / "c.png").is_file()  # not stopped by b
+  (src / "b.png").unlink()
+  kept = os.path.getmtime(dst / "a.png")
+  os.utime(src / "sub" / "c.png")  # an input changed after its output was written
+  again = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "1 of 2 outputs are newer" in again.stderr
+  assert os.path.getmtime(dst / "a.png") == kept  # skipped: up to date
+  assert os.path.getmtime(dst / "sub" / "c.png") >= os.path.getmtime(src / "sub" / "c.png")

@@ -55,13 +55,13 @@ images, and the kept images of highest line density (what a lower threshold woul
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
 
 from mangacolor_jax.data import cleaner
 from mangacolor_jax.data import command_line
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 
@@ -111,14 +111,11 @@ def main(argv):
       background_tolerance=FLAGS.background_tolerance,
       max_per_tag=FLAGS.max_per_tag, balance_tags=tuple(FLAGS.balance_tags),
       workers=FLAGS.workers)
-  try:
+  with cli.user_errors():
     report = cleaner.clean(FLAGS.input, FLAGS.output, opts)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   print(json.dumps({"output": report["output"], **report["counts"]}, sort_keys=True))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

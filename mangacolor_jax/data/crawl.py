@@ -36,7 +36,6 @@ what was skipped, and why, go to `crawl_report.json` and the log.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
@@ -45,6 +44,7 @@ from mangacolor_jax.data import boards
 from mangacolor_jax.data import command_line
 from mangacolor_jax.data import crawler
 from mangacolor_jax.data import http_client
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 
@@ -81,23 +81,22 @@ def define_flags():
 def main(argv):
   # An empty --tags or a --limit of 0 is the crawl's to refuse, with its own message.
   command_line.check_args(argv, ("tags", "limit", "out"), empty_is_missing=False)
-  client = http_client.HttpClient(
-      rate=FLAGS.rate, timeout=FLAGS.timeout, max_retries=FLAGS.max_retries,
-      backoff=FLAGS.backoff, max_backoff=FLAGS.max_backoff,
-      max_bytes=FLAGS.max_file_mb * 2**20, max_seconds=FLAGS.max_seconds)
-  opts = crawler.CrawlOptions(
-      site=FLAGS.site, tags=FLAGS.tags, limit=FLAGS.limit, out=FLAGS.out,
-      exclude_tags=FLAGS.exclude_tags.split(), rating=FLAGS.rating, min_side=FLAGS.min_side,
-      base_url=FLAGS.base_url, page_size=FLAGS.page_size, max_pages=FLAGS.max_pages,
-      allow_any_host=FLAGS.allow_any_host)
   try:
+    client = http_client.HttpClient(
+        rate=FLAGS.rate, timeout=FLAGS.timeout, max_retries=FLAGS.max_retries,
+        backoff=FLAGS.backoff, max_backoff=FLAGS.max_backoff,
+        max_bytes=FLAGS.max_file_mb * 2**20, max_seconds=FLAGS.max_seconds)
+    opts = crawler.CrawlOptions(
+        site=FLAGS.site, tags=FLAGS.tags, limit=FLAGS.limit, out=FLAGS.out,
+        exclude_tags=FLAGS.exclude_tags.split(), rating=FLAGS.rating,
+        min_side=FLAGS.min_side, base_url=FLAGS.base_url, page_size=FLAGS.page_size,
+        max_pages=FLAGS.max_pages, allow_any_host=FLAGS.allow_any_host)
     report = crawler.crawl(opts, client)
   except (boards.CrawlError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   print(json.dumps(report, sort_keys=True))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -30,7 +30,6 @@ Everything is written first, so the pictures show what failed.
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -38,6 +37,7 @@ from ml_collections import config_flags
 
 from mangacolor_jax.data import command_line
 from mangacolor_jax.data import inspection
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 
@@ -63,11 +63,10 @@ def main(argv):
   except inspection.InspectionError as e:
     raise SystemExit(f"inspect: {e}") from None
   except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   print(json.dumps({"output": os.path.abspath(FLAGS.output), "checks": report["checks"]}))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -30,13 +30,13 @@ folder that prepare made, holding nothing but what it wrote there (its marker,
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
 
 from mangacolor_jax.data import command_line
 from mangacolor_jax.data import preparer
+from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 
@@ -58,17 +58,14 @@ def define_flags():
 
 def main(argv):
   command_line.check_args(argv, ("input", "output"))
-  try:
+  with cli.user_errors():
     report = preparer.prepare(FLAGS.input, FLAGS.output, split=FLAGS.split, seed=FLAGS.seed,
                               cluster_distance=FLAGS.cluster_distance,
                               cluster_colour=FLAGS.cluster_colour, overwrite=FLAGS.overwrite)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   print(json.dumps({k: report[k] for k in ("data_dir", "images", "splits", "clusters",
                                            "largest_cluster")}, sort_keys=True))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -76,6 +76,22 @@ def create_colorizer(workdir, ensemble, checkpoint, weights="uniform"):
   return colorizer
 
 
+def model_time(colorizer) -> float:
+  """When the checkpoint(s) a colorizer reads were written (the newest, for an ensemble)."""
+  members = getattr(colorizer, "members", None) or [colorizer]
+  return max(os.path.getmtime(os.path.join(m.workdir, "checkpoints", str(m.step)))
+             for m in members)
+
+
+def up_to_date(src: str, dst: str, hints: str | None, since: float) -> bool:
+  """Whether colorize's output `dst` is newer than its input, its hints and `since` (the
+  model's time), so that a second run over a folder skips it."""
+  if not (os.path.isfile(dst) and files.written_by(dst, COMMAND)):
+    return False
+  inputs = [src] + ([hints] if hints else [])
+  return os.path.getmtime(dst) >= max([since] + [os.path.getmtime(p) for p in inputs])
+
+
 def _same_file(a: str, b: str) -> bool:
   """Whether two paths name one file or folder (through links too), not just one string."""
   return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)

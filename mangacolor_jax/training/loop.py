@@ -140,13 +140,21 @@ def restore_or_init(nets: state_lib.Networks, ckpt, mesh, init_rng, latest: int 
   return state
 
 
+def check_devices(config: ml_collections.ConfigDict):
+  """Sets up the host and the mesh over every device of every process: (whether each
+  step reuses its host memory, the mesh). Raises ValueError when config.batch_size does
+  not split over them."""
+  reuse_step_memory = host_memory.prepare(config)  # before JAX's CPU client exists
+  mesh = mesh_lib.create_mesh()
+  mesh_lib.check_batch_size(config.batch_size, mesh)
+  return reuse_step_memory, mesh
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> state_lib.GANState:
   """Trains (resuming from `workdir` if it holds checkpoints) and returns the final state."""
   config_check.validate_config(config)
-  reuse_step_memory = host_memory.prepare(config)  # before JAX's CPU client exists
-  mesh = mesh_lib.create_mesh()
-  mesh_lib.check_batch_size(config.batch_size, mesh)
+  reuse_step_memory, mesh = check_devices(config)
   logging.info("JAX process %d / %d, devices: %s", jax.process_index(),
                jax.process_count(), jax.devices())
   os.makedirs(workdir, exist_ok=True)

@@ -157,6 +157,13 @@ def run_steps(config, g_lr_fn: Callable, d_lr_fn: Callable, steps: int, *,
   return history
 
 
+def check_inputs(config, workdir: str) -> None:
+  """Raises ValueError naming the config field, or `files.OutputError` for a --workdir
+  that is not the tuner's, before any ramp starts."""
+  config_check.validate_config(config)
+  files.claim_folder(workdir, outputs.COMMAND, "--workdir")
+
+
 def lr_range(config, workdir: str, lr_min: float = 1e-7, lr_max: float = 1.0,
              steps: int = 100, smoothing: float = 0.9, diverge_factor: float = 4.0,
              disc_ramp_g_lr: float = 0.0) -> dict[str, Any]:
@@ -165,7 +172,7 @@ def lr_range(config, workdir: str, lr_min: float = 1e-7, lr_max: float = 1.0,
   Returns the JSON written to workdir/lr_range.json.
   """
   test = RangeTest(lr_min, lr_max, steps, smoothing, diverge_factor, disc_ramp_g_lr)
-  files.claim_folder(workdir, outputs.COMMAND, "--workdir")
+  check_inputs(config, workdir)
   host_memory.prepare(config)  # before jax.process_index() starts JAX
   lrs = geometric_lrs(lr_min, lr_max, steps)
   seed = seeds.resolve_seed(config, None)
