@@ -9,6 +9,7 @@ itself has no collectives. The same code runs on one CPU, eight GPUs or a TPU po
 from typing import Any, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -45,6 +46,24 @@ def place_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
   sharding = data_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def fetch(tree: Any) -> Any:
+  """Host copies of global arrays, whole on every process: `jax.device_get` on one
+  process; on several an all-gather, since a process can read only its own devices'
+  shards (every process then computes the same metrics and takes the same decisions)."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def local_rows(x: jax.Array) -> np.ndarray:
+  """This process's rows of an array split on "data" (all of it on one process): the
+  outputs of the examples this host fed in `place_batch`."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(x))
+  shards = {s.index[0].start or 0: s.data for s in x.addressable_shards}
+  return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -15,7 +15,11 @@ def evaluate_dataset(state, eval_ds, mesh, compiled_eval_step, num_samples: int 
   `eval_ds` (`datasets.create_eval_dataset`).
 
   `on_batch(batch, outputs, valid, names)`, if given, sees every batch with the model's
-  outputs (host arrays; `valid` marks the real, non-padding examples).
+  outputs (host arrays; `valid` marks the real, non-padding examples): on several
+  processes, each sees the examples it read.
+
+  On several processes every one computes the metrics and grids of the whole global batch
+  (`mesh.fetch`), so all of them log and checkpoint by the same numbers.
 
   Returns:
     (metrics, images): metrics averaged over the real (non-padding) examples, prefixed
@@ -29,14 +33,18 @@ def evaluate_dataset(state, eval_ds, mesh, compiled_eval_step, num_samples: int 
     names = batch.pop("name", None)
     placed = mesh_lib.place_batch(batch, mesh)
     per_example, fake = compiled_eval_step(state, placed, seeds.eval_hints_key(i))
-    per_example = jax.device_get(per_example)
+    if on_batch is not None:
+      on_batch(batch, mesh_lib.local_rows(fake), valid, names)
+    if jax.process_count() > 1:  # from here on, the global batch
+      placed["valid"] = mesh_lib.place_batch({"valid": valid}, mesh)["valid"]
+      batch, fake = mesh_lib.fetch((placed, fake))
+      valid = batch.pop("valid")
+    per_example = mesh_lib.fetch(per_example)
     for k, v in per_example.items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64) * valid))
     count += float(valid.sum())
-    if num_samples or on_batch is not None:
+    if num_samples:
       fake = np.asarray(jax.device_get(fake))
-    if on_batch is not None:
-      on_batch(batch, fake, valid, names)
     if num_samples:
       rows = [(float(per_example["l1"][j]), batch["lineart"][j], fake[j], batch["target"][j])
               for j in np.nonzero(valid)[0]]

@@ -90,12 +90,12 @@ class Evaluator:
     metrics, grids = evaluation.evaluate_dataset(state, self.eval_ds, self.mesh,
                                                  self.eval_step, num_samples)
     self.writer.write_scalars(step, metrics)
-    batch = self.sample_batch
-    lineart = mesh_lib.place_batch({"l": batch["lineart"]}, self.mesh)["l"]
-    train_out = self.generate(state, lineart, hints_lib.no_hints(lineart))
+    placed = mesh_lib.place_batch({k: self.sample_batch[k] for k in ("lineart", "target")},
+                                  self.mesh)
+    train_out = self.generate(state, placed["lineart"], hints_lib.no_hints(placed["lineart"]))
+    batch, train_out = mesh_lib.fetch((placed, train_out))
     grids["train_samples"] = images.sample_grid(
-        batch["lineart"], np.asarray(jax.device_get(train_out)), batch["target"],
-        num_samples)
+        batch["lineart"], np.asarray(train_out), batch["target"], num_samples)
     if self.is_chief and "eval_samples" in grids:
       files.save_image(os.path.join(self.samples_dir, f"eval_{step:07d}.png"),
                        grids["eval_samples"])
