@@ -55,3 +55,33 @@ def ci_faces(anime_faces, tmp_path):
   for name in (anime_faces / "ci_subset.txt").read_text().split():
     (folder / pathlib.Path(name).name).symlink_to(anime_faces / name)
   return folder
+
+
+def state_leaves(state):
+  """Every leaf of a training state with its path: both networks' parameters and batch
+  statistics, both optimiser states, the weight average, the step and the key (its data)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  state = jax.tree_util.tree_map(
+      lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+      else x, state)
+  return [(jax.tree_util.keystr(p), np.asarray(x))
+          for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(state))]
+
+
+@pytest.fixture
+def assert_same_state():
+  """`check(a, b, atol=0)`: two training states hold the same leaves, bit for bit (or
+  within `atol`), every leaf of the state compared, not just the parameters."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  def check(a, b, atol: float = 0.0):
+    leaves_a, leaves_b = state_leaves(a), state_leaves(b)
+    assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
+    assert len(leaves_a) > 10  # the whole state, not a part of it
+    for (path, x), (_, y) in zip(leaves_a, leaves_b):
+      if atol:
+        np.testing.assert_allclose(x.astype(np.float64), y.astype(np.float64), atol=atol,
+                                   rtol=0, err_msg=path)
+      else:
+        np.testing.assert_array_equal(x, y, err_msg=path)
+  return check

@@ -16,6 +16,7 @@ from mangacolor_jax.training import loop
 from mangacolor_jax.infer import sketches
 from mangacolor_jax.perf import timing
 from mangacolor_jax.nn import hints as hints_lib
+from mangacolor_jax.utils import scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,10 +124,17 @@ def test_evaluate_skips_a_file_that_does_not_decode_and_names_it(hint_workdir, c
   assert result["skipped_files"] == [os.path.join("sub", "page.jpg")]
 
 
-def test_evaluate_defaults_to_the_validation_split(hint_workdir):
-  result = infer_eval.evaluate_run(hint_workdir)
+def test_evaluate_gives_the_trainers_own_numbers_on_the_validation_split(hint_workdir):
+  """Without --image_dir, evaluate scores the checkpoint on the validation split exactly as
+  the trainer's evaluation did at that step (its TensorBoard scalars)."""
+  result = infer_eval.evaluate_run(hint_workdir, checkpoint="latest")
   assert result["images"] == 16 and result["image_dir"] == "validation split"
   assert json.dumps(result)
+  logged = scalars.read_scalars(hint_workdir)
+  step = result["step"]
+  for key in ("psnr", "ssim", "l1", "lab_l1", "colourfulness", "psnr_hints", "l1_hints"):
+    np.testing.assert_allclose(result[key], logged[f"eval_{key}"][step], rtol=1e-5,
+                               err_msg=key)
 
 
 def test_benchmark_reports_speed_and_memory(tiny_config):

@@ -91,15 +91,14 @@ def _run_steps(config, mesh, num_steps, seed=0):
   return state, losses
 
 
-def test_same_seed_is_bit_identical_and_seed_matters(tiny_config):
+def test_same_seed_is_bit_identical_and_seed_matters(tiny_config, assert_same_state):
   tiny_config.hints.mode = "sparse"
   tiny_config.model.gen.dropout = 0.5  # dropout and hints both draw from the state's key
   mesh = mesh_lib.create_mesh()
   a, losses_a = _run_steps(tiny_config, mesh, 3)
   b, losses_b = _run_steps(tiny_config, mesh, 3)
   assert losses_a == losses_b
-  for x, y in zip(params_of(a), params_of(b)):
-    np.testing.assert_array_equal(x, y)
+  assert_same_state(a, b)
   _, losses_c = _run_steps(tiny_config, mesh, 3, seed=1)
   assert losses_c != losses_a
 
@@ -136,7 +135,8 @@ def crash_after_two_steps(config, workdir, monkeypatch):
   monkeypatch.setattr(datasets, "create_train_dataset", real_create)
 
 
-def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypatch):
+def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypatch,
+                                                assert_same_state):
   tiny_config.num_train_steps = 4
   tiny_config.eval_every_steps = 100
   reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
@@ -146,12 +146,11 @@ def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypat
                                     create=False).latest_step() == 2
   resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
   assert int(resumed.step) == 4
-  for x, y in zip(params_of(reference), params_of(resumed)):
-    np.testing.assert_array_equal(x, y)
+  assert_same_state(reference, resumed)
 
 
-def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(tiny_config, ci_faces,
-                                                                     tmp_path, monkeypatch):
+def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(
+    tiny_config, ci_faces, tmp_path, monkeypatch, assert_same_state):
   # Files that look like images but are not (a truncated download, an HTML error page),
   # spread through the sorted list: dropping one mid-stream would shift every later example.
   for name in ("0_broken.png", "5_page.jpg", "a_truncated.png"):
@@ -165,8 +164,7 @@ def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(tiny_config
   crash_after_two_steps(tiny_config, str(tmp_path / "resumed"), monkeypatch)
   resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
   assert int(resumed.step) == 4
-  for x, y in zip(params_of(reference), params_of(resumed)):
-    np.testing.assert_array_equal(x, y)
+  assert_same_state(reference, resumed)
 
 
 class _StopAfter:
@@ -258,7 +256,7 @@ def test_keeps_latest_and_best_k_checkpoints(tiny_config, tmp_path):
   assert ckpt.best_step() == best_two[0]
 
 
-def test_kill_9_and_resume_matches_uninterrupted(tiny_config, tmp_path):
+def test_kill_9_and_resume_matches_uninterrupted(tiny_config, tmp_path, assert_same_state):
   """A real SIGKILL of the training process, then a resume on the same workdir."""
   import signal  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
@@ -289,5 +287,4 @@ def test_kill_9_and_resume_matches_uninterrupted(tiny_config, tmp_path):
   resumed = loop.train_and_evaluate(tiny_config, str(workdir))
   straight = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
   assert int(resumed.step) == int(straight.step) == steps
-  for x, y in zip(params_of(straight), params_of(resumed)):
-    np.testing.assert_array_equal(x, y)
+  assert_same_state(straight, resumed)
