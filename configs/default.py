@@ -100,6 +100,8 @@ def get_config():
   config.model.gen.norm = "batch"  # batch | instance | layer | none
   config.model.gen.activation = "relu"  # relu | leaky_relu | prelu (decoder)
   config.model.gen.dropout = 0.0  # decoder dropout rate
+  # With hints: every encoder level also sees the hints pooled to its resolution.
+  config.model.gen.hint_pyramid = False
   # The discriminator: the fields of nn.models.PatchDiscriminator.
   config.model.disc = ml_collections.ConfigDict()
   config.model.disc.features = 32

@@ -36,6 +36,10 @@ class UNetGenerator(nn.Module):
       pix2pix, unless activation is prelu).
     upsample: resize | transpose | subpixel | phase (`Upsample`).
     dropout: decoder dropout rate on the innermost half of the levels (0 turns it off).
+    hint_pyramid: with hints (the input's last `hint_channels` channels), give every
+      encoder level the hints pooled to its resolution (`pool_hints`) beside its input, so
+      the coarse levels, which see whole regions, read the painted colours directly.
+    hint_channels: how many of the input's channels are hints (0 or 4; set from the config).
     downsample: how the encoder's 4x4/2 convs are computed (`Downsample`):
       conv, space_to_depth or auto; the same function and parameters either way.
     dtype: computation dtype (parameters stay float32).
@@ -48,12 +52,15 @@ class UNetGenerator(nn.Module):
   activation: str = "relu"
   upsample: str = "resize"
   dropout: float = 0.0
+  hint_pyramid: bool = False
+  hint_channels: int = 0
   downsample: str = "conv"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = layers_lib.make_norm(self.norm, train, self.dtype)
+    hints = x[..., -self.hint_channels:] if self.hint_pyramid and self.hint_channels else None
     conv = functools.partial(resampling.Downsample, kind=self.downsample, use_bias=False,
                              dtype=self.dtype)
     widths = [min(self.features * 2**i, self.max_features) for i in range(self.depth)]
@@ -64,6 +71,8 @@ class UNetGenerator(nn.Module):
     for i, width in enumerate(widths):
       if i > 0:
         x = layers_lib.Activation(enc_act, name=f"enc{i}_act")(x)
+        if hints is not None:
+          x = jnp.concatenate([x, pool_hints(hints, 2**i).astype(self.dtype)], axis=-1)
       x = conv(width, name=f"enc{i}_conv")(x)
       if 0 < i < self.depth - 1:
         x = norm(name=f"enc{i}_norm")(x)
@@ -81,6 +90,16 @@ class UNetGenerator(nn.Module):
         if self.dropout > 0 and i >= self.depth // 2:
           x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return jnp.tanh(x.astype(jnp.float32))
+
+
+def pool_hints(hints: jax.Array, factor: int) -> jax.Array:
+  """Hints [B, H, W, 4] (colour where painted, 0/1 mask) pooled over factor x factor
+  cells: the mean painted colour of each cell (0 where none) and the share painted."""
+  b, h, w, _ = hints.shape
+  pool = lambda v: v.reshape(b, h // factor, factor, w // factor, factor, -1).mean((2, 4))
+  cover = pool(hints[..., 3:])
+  colour = pool(hints[..., :3] * hints[..., 3:]) / jnp.maximum(cover, 1e-6)
+  return jnp.concatenate([colour, cover], axis=-1)
 
 
 class PatchDiscriminator(nn.Module):
@@ -159,7 +178,8 @@ def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:
   """The generator and discriminator of `config.model` (their fields, by name) at
   `config.dtype`."""
   m, dtype = config.model, jnp.dtype(config.dtype)
-  gen = UNetGenerator(**m.gen.to_dict(), downsample=m.downsample, dtype=dtype)
+  gen = UNetGenerator(**m.gen.to_dict(), hint_channels=input_channels(config) - 1,
+                      downsample=m.downsample, dtype=dtype)
   disc = PatchDiscriminator(**m.disc.to_dict(), downsample=m.downsample, dtype=dtype)
   return gen, disc
 

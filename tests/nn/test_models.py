@@ -111,3 +111,32 @@ def test_unknown_choices_raise():
   with pytest.raises(ValueError, match="upsample"):
     models.UNetGenerator(upsample="bilinear", depth=2).init(jax.random.key(0), x,
                                                             train=False)
+
+
+def test_pooled_hints_are_each_cells_painted_colour_and_share():
+  hints = np.zeros((1, 4, 8, 4), np.float32)
+  hints[0, 0, 0] = hints[0, 1, 1] = [0.8, -0.6, -0.6, 1.0]  # two red pixels in cell (0, 0)
+  hints[0, 2:4, 4:8] = [-1.0, -1.0, 1.0, 1.0]  # cell (1, 2) and (1, 3) all blue
+  pooled = np.asarray(models.pool_hints(jnp.asarray(hints), 2))
+  assert pooled.shape == (1, 2, 4, 4)
+  np.testing.assert_allclose(pooled[0, 0, 0], [0.8, -0.6, -0.6, 0.5], rtol=1e-6)
+  np.testing.assert_allclose(pooled[0, 1, 2], [-1.0, -1.0, 1.0, 1.0], rtol=1e-6)
+  np.testing.assert_array_equal(pooled[0, 0, 1], [0, 0, 0, 0])  # nothing painted there
+
+
+def test_hint_pyramid_lets_a_hint_reach_the_coarse_levels(tiny_config):
+  """With the pyramid, each encoder level past the first gets the 4 pooled hint channels;
+  without it, the network is the one it always was."""
+  tiny_config.hints.mode = "strokes"
+  cin = models.input_channels(tiny_config)
+  x = jnp.zeros((1, 32, 48, cin))
+  plain = models.create_models(tiny_config)[0].init(jax.random.key(0), x, train=False)
+  tiny_config.model.gen.hint_pyramid = True
+  pyramid = models.create_models(tiny_config)[0].init(jax.random.key(0), x, train=False)
+  gen = tiny_config.model.gen
+  widths = [min(gen.features * 2**i, gen.max_features) for i in range(gen.depth)]
+  extra = sum(16 * 4 * w for w in widths[1:])  # 4x4 kernels over 4 more input channels
+  assert (models.count_params(pyramid["params"]) ==
+          models.count_params(plain["params"]) + extra)
+  assert models.count_params(plain["params"]) == expected_generator_params(
+      cin, gen.features, gen.max_features, gen.depth)
