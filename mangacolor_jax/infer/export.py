@@ -24,8 +24,9 @@ not part of the export: give the model clean line art.
       m = tf.saved_model.load(OUT)
       rgb = m.serve(lineart, hints)                       # the tf.function
       rgb = m.signatures["serving_default"](lineart=..., hints=...)["colour"]
-  tf2onnx cannot convert such a SavedModel to ONNX (it has no handler for XlaCallModule),
-  hence the separate ONNX path.
+  The whole computation is that one XlaCallModule op, which tf2onnx has no handler for
+  (its maintainers do not convert TF's XLA ops; not tried here, tf2onnx is not
+  installed), hence the separate ONNX path from the JAX function itself.
 * ONNX (`export_onnx`): `jax2onnx.to_onnx` on the same JAX function (opset 23), run with
   onnxruntime: `sess.run(None, {"lineart": ..., "hints": ...})[0]`. The file records in
   its metadata that this module wrote it (`written_by_export`).
@@ -34,15 +35,20 @@ Symbolic sizes: the project's layers pick how to arrange a convolution's multipl
 from its input's size (`nn.conv_forms`: matrix products on small inputs, space-to-depth on
 large ones), a comparison that a symbolic size cannot answer. All arrangements compute
 the same function with the same parameters, so the export builds the generator with
-`config.model.downsample = "conv"` and routes `Downsample` and `PhaseConvTranspose`
-through their plain size-independent forms (`_plain_layers`): the same function, for any
-size.
+`config.model.downsample = "conv"` and routes `Downsample`, `PhaseConvTranspose` and
+`Upsample(kind="transpose")`'s ConvTranspose through their plain size-independent forms
+(`_plain_layers`): the same function, for any size. Three more choices are jax2onnx
+0.12.5's needs, and the same function too: the leaky ReLU's slope passed by keyword,
+padding as a constant pad then a crop, and crops as `lax.slice` (jnp indexing with
+symbolic bounds becomes a gather that it cannot lower).
 
 tensorflow and jax2onnx are imported inside the functions that need them: importing this
 module is cheap.
 """
 
 import contextlib
+import io
+import logging
 import os
 from typing import Callable, Sequence
 
@@ -52,7 +58,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mangacolor_jax.data import staging
 from mangacolor_jax.nn import conv_forms
+from mangacolor_jax.nn import layers
 from mangacolor_jax.nn import resampling
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.utils import files
@@ -64,8 +72,11 @@ OUTPUT_NAME = "colour"
 ONNX_OPSET = 23
 # Platforms the SavedModel's StableHLO is lowered for (TF picks the one it runs on).
 SAVED_MODEL_PLATFORMS = ("cpu", "cuda")
-# Metadata key of an ONNX file this module wrote (its value: `files`' mark).
-_ONNX_MARK_KEY = "written_by"
+# layers.Activation's leaky ReLU slope (see `_interceptor`; were layers' to change, the
+# tests' comparison with Colorizer would fail).
+LEAKY_SLOPE = 0.2
+# The metadata entry (key, value) of an ONNX file this module wrote.
+_ONNX_MARK = ("written_by", f"mangacolor_jax {COMMAND}")
 
 
 # ------------------------------------------------------------------ the exported function
@@ -81,27 +92,44 @@ def _plain_downsample(module: resampling.Downsample, x):
 
 
 def _plain_phase_transpose(module: resampling.PhaseConvTranspose, x):
-  """`PhaseConvTranspose`'s function as nn.ConvTranspose's (the same kernel, any size)."""
+  """`PhaseConvTranspose`'s function in its size-independent form (any input size)."""
   kernel = module.get_variable("params", "kernel")
   bias = module.get_variable("params", "bias") if module.use_bias else None
   x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=module.dtype)
-  y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
-                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # The four 2x2 phase convolutions (dense, no input dilation): jax2onnx 0.12.5 lowers
+  # lax.conv_transpose with symbolic sizes to the wrong output size.
+  y = conv_forms._phase_conv_transpose(x, kernel)  # pylint: disable=protected-access
   return y if bias is None else y + bias
+
+
+def _is_pix2pix_transpose(module) -> bool:
+  """Whether `module` is `Upsample(kind="transpose")`'s nn.ConvTranspose, the function
+  that `PhaseConvTranspose` computes with the same parameters (jax2onnx 0.12.5's own
+  ConvTranspose needs constant sizes)."""
+  return (type(module) is nn.ConvTranspose and  # pylint: disable=unidiomatic-typecheck
+          tuple(module.kernel_size) == (4, 4) and tuple(module.strides or ()) == (2, 2) and
+          module.padding == "SAME" and not module.transpose_kernel and
+          module.kernel_dilation in (None, 1, (1, 1)) and module.mask is None)
 
 
 def _interceptor(next_fun, args, kwargs, context):
   module = context.module
+  if (context.method_name == "__call__" and isinstance(module, layers.Activation) and
+      module.kind == "leaky_relu"):
+    # The same function as Activation's `nn.leaky_relu(x, 0.2)`, with the slope passed by
+    # keyword: jax2onnx 0.12.5 binds a positional slope as a second operand and fails.
+    return jax.nn.leaky_relu(*args, negative_slope=LEAKY_SLOPE)
   if context.method_name == "__call__" and isinstance(module, resampling.Downsample):
     return _plain_downsample(module, *args, **kwargs)
-  if context.method_name == "__call__" and isinstance(module,
-                                                      resampling.PhaseConvTranspose):
+  if context.method_name == "__call__" and (
+      isinstance(module, resampling.PhaseConvTranspose) or _is_pix2pix_transpose(module)):
     return _plain_phase_transpose(module, *args, **kwargs)
   return next_fun(*args, **kwargs)
 
 
 def _plain_layers():
-  """Runs the resampling layers in their size-independent forms (see the docstring)."""
+  """Runs the resampling layers in their size-independent forms and the leaky ReLU with
+  its slope by keyword (see the module docstring)."""
   return nn.intercept_methods(_interceptor)
 
 
@@ -118,10 +146,18 @@ def _padded(n, multiple: int):
   return multiple * ((n + multiple - 1) // multiple)
 
 
-def _pad_to(x, h, w, value: float):
-  """x [B, h0, w0, C] padded at the bottom and right to [B, h, w, C] with `value`."""
-  canvas = jnp.full((x.shape[0], h, w, x.shape[3]), value, x.dtype)
-  return jax.lax.dynamic_update_slice(canvas, x, (0, 0, 0, 0))
+def _pad_to(x, h, w, value: float, most: int):
+  """x [B, h0, w0, C] padded at the bottom and right to [B, h, w, C] with `value`, where
+  h - h0 and w - w0 are at most `most`: a constant pad by `most`, then a crop (jax2onnx
+  lowers only constant pads, but slices to symbolic sizes)."""
+  x = jnp.pad(x, ((0, 0), (0, most), (0, most), (0, 0)), constant_values=value)
+  return _crop(x, h, w)
+
+
+def _crop(x, h, w):
+  """x[:, :h, :w] as a `lax.slice` (jnp indexing with symbolic bounds becomes a gather,
+  which jax2onnx 0.12.5 cannot always lower)."""
+  return jax.lax.slice(x, (0, 0, 0, 0), (x.shape[0], h, w, x.shape[3]))
 
 
 def colorize_fn(config: ml_collections.ConfigDict, state: state_lib.GANState
@@ -129,11 +165,14 @@ def colorize_fn(config: ml_collections.ConfigDict, state: state_lib.GANState
   """The exported function (lineart [0, 1], hints [0, 1]) -> colour [0, 1], with the
   state's generator weights (EMA when kept) and batch statistics closed over."""
   nets = state_lib.create_networks(export_config(config))
-  # Only what inference reads: the generator's weights (baked in as constants).
-  gen_state = state.replace(
-      g_params=state.g_params if state.g_ema is None else state.g_ema, g_ema=None,
-      g_opt_state=None, d_params=None, d_batch_stats=None, d_opt_state=None)
-  gen_state = jax.tree_util.tree_map(np.asarray, gen_state)
+  # Only what inference reads, as numpy arrays (baked in as constants): the weights
+  # `Networks.generate` picks (the EMA when kept) and the batch statistics.
+  weights = state.g_params if state.g_ema is None else state.g_ema
+  gen_state = state_lib.GANState(
+      step=None, g_params=jax.tree_util.tree_map(np.asarray, weights),
+      g_batch_stats=jax.tree_util.tree_map(np.asarray, state.g_batch_stats),
+      g_opt_state=None, d_params=None, d_batch_stats=None, d_opt_state=None, rng=None,
+      g_ema=None)
   multiple = 2**config.model.gen.depth
 
   def colorize(lineart, hints):
@@ -142,13 +181,14 @@ def colorize_fn(config: ml_collections.ConfigDict, state: state_lib.GANState
     h, w = lineart.shape[1], lineart.shape[2]
     hp, wp = _padded(h, multiple), _padded(w, multiple)
     # As nn.hints.hints_from_rgba: colour in [-1, 1] where painted (mask >= 0.5), else 0.
-    mask = (hints[..., 3:4] >= 0.5).astype(jnp.float32)
-    hint_tensor = jnp.concatenate([(hints[..., :3] * 2.0 - 1.0) * mask, mask], axis=-1)
-    g_lineart = _pad_to(lineart * 2.0 - 1.0, hp, wp, 1.0)  # paper
-    g_hints = _pad_to(hint_tensor, hp, wp, 0.0)
+    rgb = jax.lax.slice_in_dim(hints, 0, 3, axis=3)
+    mask = (jax.lax.slice_in_dim(hints, 3, 4, axis=3) >= 0.5).astype(jnp.float32)
+    hint_tensor = jnp.concatenate([(rgb * 2.0 - 1.0) * mask, mask], axis=-1)
+    g_lineart = _pad_to(lineart * 2.0 - 1.0, hp, wp, 1.0, multiple - 1)  # paper
+    g_hints = _pad_to(hint_tensor, hp, wp, 0.0, multiple - 1)
     with _plain_layers():
       out = nets.generate(gen_state, g_lineart, g_hints)
-    out = jnp.clip(out[:, :h, :w, :], -1.0, 1.0)
+    out = jnp.clip(_crop(out, h, w), -1.0, 1.0)
     return (out + 1.0) * 0.5
 
   return colorize
@@ -170,8 +210,7 @@ def written_by_export(path: str) -> bool:
     model = onnx.load(path, load_external_data=False)
   except Exception:  # pylint: disable=broad-except  # not ONNX, unreadable, no onnx
     return False
-  return any(p.key == _ONNX_MARK_KEY and p.value == files._mark(COMMAND)  # pylint: disable=protected-access
-             for p in model.metadata_props)
+  return any((p.key, p.value) == _ONNX_MARK for p in model.metadata_props)
 
 
 def check_output(output: str, fmt: str, flag: str = "--output") -> None:
@@ -215,15 +254,6 @@ def check_output(output: str, fmt: str, flag: str = "--output") -> None:
         "output as a whole)")
 
 
-@contextlib.contextmanager
-def _build_beside(output: str):
-  """A new folder beside `output`, marked and swapped in for it when the block ends well
-  (removed, leaving `output` as it was, on any exception)."""
-  from mangacolor_jax.data import staging  # pylint: disable=g-import-not-at-top
-  with staging.build_beside(output, COMMAND) as stage:
-    yield stage
-
-
 # ------------------------------------------------------------------ the two formats
 
 
@@ -244,7 +274,10 @@ def saved_model_from_state(config, state, output: str,
   module.serve = tf.function(fn, input_signature=specs, autograph=False)
   signature = tf.function(lambda lineart, hints: {OUTPUT_NAME: module.serve(lineart, hints)},
                           input_signature=specs, autograph=False)
-  with _build_beside(output) as stage:
+  with staging.build_beside(output, COMMAND) as stage:  # swapped in whole, or not at all
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)  # a folder as mkdir makes it, not mkdtemp's 0700
     tf.saved_model.save(module, stage, signatures={"serving_default": signature})
 
 
@@ -252,12 +285,20 @@ def onnx_model_from_state(config, state, opset: int = ONNX_OPSET):
   """`colorize_fn(config, state)` as an `onnx.ModelProto` (B, H, W symbolic), marked as
   this module's (`written_by_export`)."""
   import jax2onnx  # pylint: disable=g-import-not-at-top
-  model = jax2onnx.to_onnx(
-      colorize_fn(config, state), inputs=[("B", "H", "W", 1), ("B", "H", "W", 4)],
-      model_name="mangacolor_jax_generator", opset=opset,
-      input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME])
+  # Its flax Conv plugin prints DEBUG lines, and onnx_ir warns of every shape constant.
+  serde_log = logging.getLogger("onnx_ir.serde")
+  level = serde_log.level
+  serde_log.setLevel(logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      model = jax2onnx.to_onnx(
+          colorize_fn(config, state), inputs=[("B", "H", "W", 1), ("B", "H", "W", 4)],
+          model_name="mangacolor_jax_generator", opset=opset,
+          input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME])
+  finally:
+    serde_log.setLevel(level)
   mark = model.metadata_props.add()
-  mark.key, mark.value = _ONNX_MARK_KEY, files._mark(COMMAND)  # pylint: disable=protected-access
+  mark.key, mark.value = _ONNX_MARK
   return model
 
 
@@ -284,10 +325,14 @@ def export_onnx(workdir: str, checkpoint: str | int, output: str,
   """
   check_output(output, "onnx")
   config, state, step = load(workdir, checkpoint)
-  model = onnx_model_from_state(config, state, opset)
+  write_onnx(onnx_model_from_state(config, state, opset), output)
+  return step
+
+
+def write_onnx(model, output: str) -> None:
+  """Writes an ONNX model as one file, atomically (its folder made when missing)."""
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   files.write_bytes(output, model.SerializeToString())
-  return step
 
 
 def export(workdir: str, checkpoint: str | int, fmt: str, output: str) -> int:
