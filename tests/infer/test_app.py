@@ -102,6 +102,18 @@ def test_colour_upload_becomes_line_art(tmp_path):
   assert not app.read_upload(path, "line art")[1]
 
 
+def test_real_sketches_are_line_art_and_real_faces_colour(anime_faces):
+  """`auto` takes every real sketch (blue ink, a pencil photo on cream paper) as line art
+  (a sketch taken for colour would be turned into the line art of its own lines) and most
+  real colour illustrations (41 of these 50 faces) as colour pictures."""
+  for path in sorted((anime_faces / "real_sketches").iterdir()):
+    with Image.open(path) as im:
+      assert not app.is_colour(np.asarray(im.convert("RGB"))), path.name
+  faces = sorted((anime_faces / "faces64").iterdir())[:50]
+  colour = [app.is_colour(np.asarray(Image.open(p).convert("RGB"))) for p in faces]
+  assert sum(colour) >= 38, f"{sum(colour)} of 50 faces taken for colour pictures"
+
+
 def test_colorize_passes_the_painted_hints(tmp_path):
   fake = FakeColorizer()
   lineart, _ = app.read_upload(_save(tmp_path / "s.png", np.full((20, 30), 255, np.uint8)))
