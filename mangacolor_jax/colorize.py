@@ -18,7 +18,8 @@ nothing colorize did not write is overwritten: a folder --output is new, empty o
 earlier colorize's (its marker), and a file --output may only replace an image that
 colorize wrote (PNG and JPEG outputs record it).
 
-On a folder, a progress bar shows images/s and the time left; an output newer than its
+On a folder, sketches of one size are coloured together (8 at a time) under a progress bar
+with images/s and the time left; an output newer than its
 input, its hints and the model's checkpoint is kept, so a second run resumes where the
 first stopped (`--redo` colours all again); a file that fails (not an image, hints of
 another size) is reported by name at the end, after the others are done, and the exit
@@ -66,17 +67,26 @@ def main(argv):
     colorizer = sketches.create_colorizer(FLAGS.workdir, FLAGS.ensemble, FLAGS.checkpoint,
                                           FLAGS.ensemble_weights)
   since = sketches.model_time(colorizer)
+  resume = os.path.isdir(FLAGS.input) and not FLAGS.redo  # one file is always coloured
   todo = [(s, d) for s, d in pairs
-          if FLAGS.redo or not sketches.up_to_date(s, d, FLAGS.hints, since)]
+          if not (resume and sketches.up_to_date(s, d, FLAGS.hints, since))]
   if len(todo) < len(pairs):
     print(f"{len(pairs) - len(todo)} of {len(pairs)} outputs are newer than their input and "
           f"the model: kept (--redo colours them again)", file=sys.stderr)
   failed = []
-  for s, d in tqdm.tqdm(todo, unit="image", disable=len(todo) < 2, file=sys.stderr):
+  progress = tqdm.tqdm(total=len(todo), unit="image", disable=len(todo) < 2, file=sys.stderr)
+  if FLAGS.hints:  # one input
     try:
-      sketches.colorize_file(colorizer, s, d, FLAGS.hints, FLAGS.max_side, FLAGS.normalize)
-    except (ValueError, OSError) as e:  # this file's fault (not an image, hints of another size)
-      failed.append((s, e))
+      sketches.colorize_file(colorizer, *todo[0], FLAGS.hints, FLAGS.max_side,
+                             FLAGS.normalize)
+    except (ValueError, OSError) as e:  # not an image, hints of another size
+      failed.append((todo[0][0], e))
+  else:  # sketches of one size together
+    for s, error in sketches.colorize_files(colorizer, todo, FLAGS.max_side, FLAGS.normalize):
+      if error is not None:
+        failed.append((s, error))
+      progress.update()
+  progress.close()
   for s, e in failed:
     print(f"error: {s}: {e}", file=sys.stderr)
   print(f"colorize: {len(todo) - len(failed)} coloured, {len(pairs) - len(todo)} kept, "

@@ -85,6 +85,30 @@ def test_colorize_command_on_a_folder(hint_workdir, tmp_path):
     assert im.size == (33, 71)
 
 
+def test_a_folder_is_coloured_in_batches_of_one_size_as_one_by_one(hint_workdir, tmp_path,
+                                                                   monkeypatch):
+  rng = np.random.default_rng(0)
+  pairs = []
+  for i, size in enumerate([(30, 50)] * 3 + [(41, 23)]):
+    src = tmp_path / f"s{i}.png"
+    Image.fromarray(rng.integers(0, 255, size, np.uint8)).save(src)
+    pairs.append((str(src), str(tmp_path / f"batched{i}.png")))
+  colorizer = colorizer_lib.Colorizer(hint_workdir, "latest")
+  batches = []
+  real = colorizer.predict_batch
+  monkeypatch.setattr(colorizer, "predict_batch",
+                      lambda x, h=None: batches.append(x.shape) or real(x, h))
+  done = list(sketches.colorize_files(colorizer, pairs, max_side=0, normalize=True))
+  assert [e for _, e in done] == [None] * 4
+  assert sorted(b[0] for b in batches) == [1, 3]  # the three 30x50 sketches together
+  for i, (src, dst) in enumerate(pairs):
+    sketches.colorize_file(colorizer, src, str(tmp_path / f"single{i}.png"), None, 0, True)
+    batched, single = (np.asarray(Image.open(p), np.int16)
+                       for p in (dst, tmp_path / f"single{i}.png"))
+    assert batched.shape == single.shape
+    assert np.max(np.abs(batched - single)) <= 1
+
+
 def test_evaluate_reports_hint_and_no_hint_metrics(hint_workdir, ci_faces, tmp_path):
   result = infer_eval.evaluate_run(hint_workdir, image_dir=str(ci_faces),
                         save_images=str(tmp_path / "eval"))

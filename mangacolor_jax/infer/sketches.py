@@ -11,9 +11,32 @@ from mangacolor_jax.infer import colorizer as colorizer_lib
 from mangacolor_jax.infer import ensemble as ensemble_lib
 from mangacolor_jax.nn import hints as hints_lib
 from mangacolor_jax.utils import files
+from mangacolor_jax.utils import images
 
 COMMAND = "colorize"
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+# Sketches of one size coloured together (a folder without hints).
+BATCH = 8
+
+
+def _scaled_down(lineart: np.ndarray, max_side: int) -> np.ndarray:
+  """The line art at `max_side` on its longest side (aspect kept), if it is larger."""
+  h, w = lineart.shape[:2]
+  scale = max_side / max(h, w) if max_side and max(h, w) > max_side else 1.0
+  if scale == 1.0:
+    return lineart
+  sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+  return np.asarray(Image.fromarray(lineart[..., 0]).resize((sw, sh), Image.BILINEAR))[..., None]
+
+
+def _save(rgb: np.ndarray, dst: str, hw: tuple[int, int]) -> None:
+  """Writes a result at the input's size `hw` (atomic write, marked as colorize's)."""
+  if rgb.shape[:2] != hw:
+    rgb = np.asarray(Image.fromarray(rgb).resize((hw[1], hw[0]), Image.BICUBIC))
+  os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+  files.save_image(dst, rgb, COMMAND)
 
 
 def colorize_file(colorizer, src: str, dst: str, hints_path: str | None, max_side: int,
@@ -33,18 +56,43 @@ def colorize_file(colorizer, src: str, dst: str, hints_path: str | None, max_sid
         raise ValueError(f"--hints {hints_path} is {rgba.shape[1]}x{rgba.shape[0]} but the "
                          f"line art {src} is {w}x{h}; they must be the same size")
       hint_tensor = hints_lib.hints_from_rgba(rgba)
-  scale = max_side / max(h, w) if max_side and max(h, w) > max_side else 1.0
-  if scale != 1.0:
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = Image.fromarray(lineart[..., 0]).resize((sw, sh), Image.BILINEAR)
-    lineart = np.asarray(small)[..., None]
-    if hint_tensor is not None:
-      hint_tensor = resize_hints(hint_tensor, sh, sw)
-  rgb = colorizer(lineart, hint_tensor)
-  if scale != 1.0:
-    rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
-  os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-  files.save_image(dst, rgb, COMMAND)
+  small = _scaled_down(lineart, max_side)
+  if hint_tensor is not None and small.shape != lineart.shape:
+    hint_tensor = resize_hints(hint_tensor, *small.shape[:2])
+  _save(colorizer(small, hint_tensor), dst, (h, w))
+
+
+def colorize_files(colorizer, pairs: list[tuple[str, str]], max_side: int, normalize: bool,
+                   batch: int = BATCH):
+  """Colours (input, output) pairs without hints, sketches of one size `batch` at a time.
+
+  Yields (input, None) for each file written, (input, error) for one that failed (not an
+  image), in groups of one size.
+  """
+  groups: dict[tuple[int, int], list[tuple[str, str]]] = {}
+  for src, dst in pairs:
+    try:
+      with Image.open(src) as im:  # the header only
+        groups.setdefault(im.size, []).append((src, dst))
+    except (OSError, ValueError) as e:
+      yield src, ValueError(f"cannot read line art {src!r}: {e}")
+  for members in groups.values():
+    for i in range(0, len(members), batch):
+      arts, ready = [], []
+      for src, dst in members[i:i + batch]:
+        try:
+          lineart = colorizer_lib.read_lineart(src, normalize=normalize)
+        except ValueError as e:
+          yield src, e
+          continue
+        arts.append(_scaled_down(lineart, max_side))
+        ready.append((src, dst, lineart.shape[:2]))
+      if not ready:
+        continue
+      rgb = images.to_uint8(colorizer.predict_batch(np.stack(arts)))
+      for (src, dst, hw), out in zip(ready, rgb):
+        _save(out, dst, hw)
+        yield src, None
 
 
 def resize_hints(hint_tensor, h, w):
