@@ -220,6 +220,11 @@ def build_app(colorizer, max_pixels: int = MAX_PIXELS):
                           interactive=False, buttons=["download", "fullscreen"],
                           elem_id="result")
     button = gr.Button("Colorize", variant="primary", elem_id="colorize")
+    card = os.path.join(colorizer.workdir, "MODEL_CARD.md")
+    if os.path.isfile(card):  # what the model was trained on and how well it scored
+      with gr.Accordion("Model card", open=False, elem_id="model_card"):
+        with open(card, encoding="utf-8") as f:
+          gr.Markdown(f.read())
     upload.upload(on_upload, [upload, mode], [editor, lineart_state, status])
     mode.change(on_upload, [upload, mode], [editor, lineart_state, status])
     button.click(on_colorize, [lineart_state, editor], result)

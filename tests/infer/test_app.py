@@ -161,11 +161,15 @@ def test_bad_uploads_are_clear_errors(tmp_path):
     app.read_upload(str(tmp_path / "missing.png"))
 
 
-def test_build_app_makes_a_page():
-  page = app.build_app(FakeColorizer())
+def test_build_app_makes_a_page_that_shows_the_model_card(tmp_path):
+  colorizer = FakeColorizer()
+  colorizer.workdir = str(tmp_path)
+  (tmp_path / "MODEL_CARD.md").write_text("# Model card\n\nTrained on 7,200 faces.\n")
+  page = app.build_app(colorizer)
   assert isinstance(page, gr.Blocks)
   config = json.dumps(page.get_config_file(), default=str)
   assert "googleapis" not in config and "ui-sans-serif" in str(page.theme_for_launch.font)
+  assert "Trained on 7,200 faces." in config
 
 
 # -- the page in a browser ---------------------------------------------------------------
