@@ -237,3 +237,13 @@ def test_colorize_a_folder_reports_a_bad_file_at_the_end_and_resumes(hint_workdi
   assert "1 of 2 outputs are newer" in again.stderr
   assert os.path.getmtime(dst / "a.png") == kept  # skipped: up to date
   assert os.path.getmtime(dst / "sub" / "c.png") >= os.path.getmtime(src / "sub" / "c.png")
+
+
+def test_quality_table_only_needs_no_config(tmp_path):
+  """`--table_only` lists the finished runs without a --config (an optional config flag
+  left out is not a config that failed to load)."""
+  result = subprocess.run([sys.executable, "-m", "mangacolor_jax.quality", "--workdir",
+                           str(tmp_path), "--table_only"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (tmp_path / "results.md").read_text().startswith("| run |")

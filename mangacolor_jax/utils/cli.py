@@ -59,7 +59,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     args = flags.FLAGS(argv)
     for flag in set(flags.FLAGS._flags().values()):  # pylint: disable=protected-access
-      if hasattr(flag, "config_filename") and flag.value is not None:
+      if flag.present and hasattr(flag, "config_filename") and flag.value is not None:
         try:  # a config file that did not load raises on first use
           getattr(flag.value, "to_dict", None)
         except OSError as e:
