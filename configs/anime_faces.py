@@ -11,9 +11,9 @@ Command:
 
 Hardware and expected result: a 2-core CPU at 1.3-4 steps/s (2,000 steps, 32k images, in
 9-25 minutes). The quality protocol (docs/quality.md: 32k images, the faces' test split)
-measures 16.71 +- 0.15 dB PSNR without hints on XDoG line art (16.0 and 15.1 on dilation and
-thick-XDoG line art), colourfulness 0.84 of the targets', and +1.3 dB with 10 painted
-strokes, +1.8 dB with 30 (seeds 0, 1; the baseline before the ablation, one seed: 14.9 dB, -0.9
+measures 16.68 +- 0.12 dB PSNR without hints on XDoG line art (16.0 and 15.2 on dilation and
+thick-XDoG line art), colourfulness 0.80 of the targets', and +1.3 dB with 10 painted
+strokes, +1.8 dB with 30 (seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9
 and -2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
 """
 
