@@ -38,6 +38,19 @@ def tiny_config():
   return tiny.get_config()
 
 
+@pytest.fixture(scope="module")
+def hint_workdir(tmp_path_factory):
+  """A tiny model trained 2 steps with sparse hints (the synthetic source), once per
+  test module."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.training import loop  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.hints.mode = "sparse"
+  workdir = str(tmp_path_factory.mktemp("hint_run"))
+  loop.train_and_evaluate(config, workdir)
+  return workdir
+
+
 @pytest.fixture
 def anime_faces():
   """The shared anime-faces folder, or a skip where this checkout has none."""

@@ -12,24 +12,12 @@ from PIL import Image
 
 from mangacolor_jax.infer import colorizer as colorizer_lib
 from mangacolor_jax.infer import evaluation as infer_eval
-from mangacolor_jax.training import loop
 from mangacolor_jax.infer import sketches
 from mangacolor_jax.perf import timing
 from mangacolor_jax.nn import hints as hints_lib
 from mangacolor_jax.utils import scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def hint_workdir(tmp_path_factory):
-  """A tiny model trained 2 steps with sparse hints (the synthetic source)."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
-  config.hints.mode = "sparse"
-  workdir = str(tmp_path_factory.mktemp("hint_run"))
-  loop.train_and_evaluate(config, workdir)
-  return workdir
 
 
 def sha256(path):

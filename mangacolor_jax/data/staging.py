@@ -16,16 +16,16 @@ from typing import Iterator, Optional
 from mangacolor_jax.utils import files
 
 
-def check_replaceable(input_dir: str, output: str, command: str,
-                      refusal: str) -> Optional[dict]:
+def check_replaceable(input_dir: Optional[str], output: str, command: str,
+                      refusal: str, flag: str = "--output") -> Optional[dict]:
   """Checks that `command` may replace `output`; returns its marker there, if any.
 
   `output` may be replaced only when it is missing, empty, or an earlier output of
   `command` holding nothing but the files that `command` wrote (its marker lists them).
 
   Args:
-    input_dir: the command's --input, which is never written to.
-    output: the command's --output.
+    input_dir: the command's --input, which is never written to (None: no input folder).
+    output: the command's output folder, given as `flag`.
     command: the command's name, e.g. "clean".
     refusal: the end of the message for a folder that `command` did not write, after
       "--output=... is not empty and ".
@@ -34,24 +34,25 @@ def check_replaceable(input_dir: str, output: str, command: str,
     ValueError: when `output` is `input_dir`, inside it or holds it.
     files.OutputError: when `output` is a file, or holds anything `command` did not write.
   """
-  in_abs, out_abs = os.path.realpath(input_dir), os.path.realpath(output)
-  if out_abs == in_abs or out_abs.startswith(in_abs + os.sep) or in_abs.startswith(
-      out_abs + os.sep):
-    raise ValueError(f"--output={output} must be outside --input={input_dir} (and not "
+  out_abs = os.path.realpath(output)
+  in_abs = os.path.realpath(input_dir) if input_dir is not None else None
+  if in_abs is not None and (out_abs == in_abs or out_abs.startswith(in_abs + os.sep) or
+                             in_abs.startswith(out_abs + os.sep)):
+    raise ValueError(f"{flag}={output} must be outside --input={input_dir} (and not "
                      "contain it): the input is never written to")
   if not os.path.lexists(out_abs):
     return None
   if not os.path.isdir(out_abs):
-    raise files.OutputError(f"--output={output} exists and is not a folder")
+    raise files.OutputError(f"{flag}={output} exists and is not a folder")
   if not os.listdir(out_abs):
     return None
   marker = files.read_marker(out_abs)
   if marker is None or marker["command"] != command:
-    raise files.OutputError(f"--output={output} is not empty and {refusal}")
+    raise files.OutputError(f"{flag}={output} is not empty and {refusal}")
   foreign = files.foreign_files(out_abs, marker)
   if foreign:
     raise files.OutputError(
-        f"--output={output} holds {len(foreign)} file(s) that {command} did not write (e.g. "
+        f"{flag}={output} holds {len(foreign)} file(s) that {command} did not write (e.g. "
         f"{foreign[0]}); move them out, or give a new folder: {command} replaces its output "
         "as a whole")
   return marker

@@ -237,21 +237,8 @@ def check_output(output: str, fmt: str, flag: str = "--output") -> None:
                               f"give a new path ({COMMAND} never overwrites a file it did "
                               "not write)")
     return
-  if not os.path.isdir(output):
-    raise files.OutputError(f"{flag}={output} exists and is not a folder (a SavedModel is "
-                            "a folder)")
-  if not os.listdir(output):
-    return
-  marker = files.read_marker(output)
-  if marker is None or marker["command"] != COMMAND:
-    raise files.OutputError(f"{flag}={output} is not empty and was not written by "
-                            f"{COMMAND}: give a new or empty folder")
-  foreign = files.foreign_files(output, marker)
-  if foreign:
-    raise files.OutputError(
-        f"{flag}={output} holds {len(foreign)} file(s) that {COMMAND} did not write (e.g. "
-        f"{foreign[0]}): move them out, or give a new folder ({COMMAND} replaces its "
-        "output as a whole)")
+  staging.check_replaceable(None, output, COMMAND, f"was not written by {COMMAND}: give a "
+                            "new or empty folder (a SavedModel is a folder)", flag)
 
 
 # ------------------------------------------------------------------ the two formats

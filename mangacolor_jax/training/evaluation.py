@@ -44,8 +44,7 @@ def evaluate_dataset(state, eval_ds, mesh, compiled_eval_step, num_samples: int 
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64) * valid))
     count += float(valid.sum())
     if num_samples:
-      fake = np.asarray(jax.device_get(fake))
-    if num_samples:
+      fake = np.asarray(fake)  # a jax.Array keeps the host copy local_rows fetched
       rows = [(float(per_example["l1"][j]), batch["lineart"][j], fake[j], batch["target"][j])
               for j in np.nonzero(valid)[0]]
       if first is None:

@@ -11,7 +11,6 @@ import pytest
 
 from mangacolor_jax.infer import colorizer as colorizer_lib
 from mangacolor_jax.infer import export as export_lib
-from mangacolor_jax.training import loop
 from mangacolor_jax.utils import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,17 +39,6 @@ _RUNNER = textwrap.dedent("""
     assert "mangacolor_jax" not in sys.modules, "the export must run without the project"
     np.save(out, got)
 """)
-
-
-@pytest.fixture(scope="module")
-def hint_workdir(tmp_path_factory):
-  """A tiny model trained 2 steps with sparse hints (the synthetic source)."""
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
-  config.hints.mode = "sparse"
-  workdir = str(tmp_path_factory.mktemp("hint_run"))
-  loop.train_and_evaluate(config, workdir)
-  return workdir
 
 
 def _inputs():
