@@ -77,6 +77,9 @@ def get_config():
   config.data.xdog_sigma = (0.3, 0.5)
   config.data.dilate_gain = (2.0, 3.0)
   config.data.lineart_upscale = 2  # extract at 2x then downsample: lines stay whole
+  # Where the line art is made: host (the input pipeline's CPU) | device (the accelerator,
+  # next to the step: the CPU only decodes and augments; training.inputs).
+  config.data.lineart_on = "host"
   # Augmentation (training only): random resized crop + flip; colour jitter of the target.
   config.data.augment = True
   config.data.crop_scale = (0.8, 1.0)

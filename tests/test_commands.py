@@ -152,7 +152,8 @@ def test_evaluate_gives_the_trainers_own_numbers_on_the_validation_split(hint_wo
 def test_benchmark_reports_speed_and_memory(tiny_config):
   result = timing.benchmark(tiny_config, steps=2, warmup=1, input_batches=2)
   for key in ("train_images_per_sec", "inference_images_per_sec", "input_images_per_sec",
-              "compile_seconds", "peak_host_memory_mb"):
+              "compile_seconds", "peak_host_memory_mb", "input_images_per_sec_per_core",
+              "device_lineart_ms", "device_lineart_gflop"):
     assert result[key] > 0, key
   assert result["device_count"] == 8 and result["device_kind"]
 

@@ -16,6 +16,8 @@ from mangacolor_jax.input_pipeline import files
 SOURCES = ("synthetic", "folder", "tfds")
 # Line-art extractors (`lineart.py`), chosen at random per training example.
 EXTRACTORS = ("xdog", "dilate")
+# Where the line art is made (`training.inputs`): by the input pipeline, or on the mesh.
+LINEART_PLACES = ("host", "device")
 _MIN_SIDE = 16
 _FILES_TO_PROBE = 8
 
@@ -97,6 +99,12 @@ def validate_data_config(config) -> None:
   if unknown or not extractors:
     raise ValueError(f"config.data.extractors={data.extractors!r}: unknown {unknown}; "
                      f"valid names: {EXTRACTORS}")
+  if data.lineart_on not in LINEART_PLACES:
+    raise ValueError(f"config.data.lineart_on={data.lineart_on!r} is not one of "
+                     f"{LINEART_PLACES}")
+  if data.lineart_on == "device" and data.lineart_upscale not in (1, 2):
+    raise ValueError(f"config.data.lineart_upscale={data.lineart_upscale!r}: line art on "
+                     "the device is made at 1x or 2x")
   _check_range(data.xdog_sigma, "config.data.xdog_sigma", 1e-3)
   _check_range(data.dilate_gain, "config.data.dilate_gain", 0.0)
   _check_range(data.crop_scale, "config.data.crop_scale", 1e-3, 1.0)

@@ -95,12 +95,12 @@ def _options() -> tf.data.Options:
 
 
 def _augment(image: tf.Tensor, data, hw, keys: tf.Tensor, rotation_key: tf.Tensor,
-             max_rotation: float) -> tf.Tensor:
+             max_rotation: float, fast_upscale: bool) -> tf.Tensor:
   """A training example's target: random crop (the shift), rotation, flip, colour jitter."""
   lo_scale, hi_scale = (float(v) for v in data.crop_scale)
   u = tf.random.stateless_uniform([3], keys[0])
   scale = lo_scale + (hi_scale - lo_scale) * u[0]
-  target = ops.crop_resize(image, hw, scale, u[1:])
+  target = ops.crop_resize(image, hw, scale, u[1:], fast_upscale)
   if max_rotation > 0:
     target = ops.rotate(target, tf.random.stateless_uniform(
         [], rotation_key, -max_rotation, max_rotation))
@@ -111,9 +111,10 @@ def _augment(image: tf.Tensor, data, hw, keys: tf.Tensor, rotation_key: tf.Tenso
   return target
 
 
-def _train_example_fn(config, source, seed: int):
+def _train_example_fn(config, source, seed: int, lineart_on_device: bool = False):
   """g -> training example number g of the run: which image (a stateless permutation per
-  epoch) and every random choice (stateless ops keyed by (seed, g))."""
+  epoch) and every random choice (stateless ops keyed by (seed, g)). On the device path
+  the example carries its line-art draw instead of the line art (`_device_draw`)."""
   data = config.data
   n = source.size
   hw = config_check.image_hw(config)
@@ -134,9 +135,16 @@ def _train_example_fn(config, source, seed: int):
     if data.augment:
       rotation_key = tf.random.experimental.stateless_fold_in(
           tf.random.experimental.stateless_fold_in(sample_key, g), _ROTATION_SALT)
-      target = _augment(image, data, hw, keys, rotation_key, max_rotation)
+      target = _augment(image, data, hw, keys, rotation_key, max_rotation,
+                        lineart_on_device)
     else:
-      target = ops.crop_resize(image, hw, tf.constant(1.0), tf.constant([0.5, 0.5]))
+      target = ops.crop_resize(image, hw, tf.constant(1.0), tf.constant([0.5, 0.5]),
+                               lineart_on_device)
+    if lineart_on_device:
+      choice, param = lineart.random_choice(keys[5], extractors, tuple(data.xdog_sigma),
+                                            tuple(data.dilate_gain))
+      kinds = tf.constant([config_check.EXTRACTORS.index(e) for e in extractors], tf.int32)
+      return _device_draw(target * 2.0 - 1.0, tf.gather(kinds, choice), param)
     art = lineart.random_lineart(
         target, keys[5], extractors=extractors, xdog_sigma=tuple(data.xdog_sigma),
         dilate_gain=tuple(data.dilate_gain), upscale=int(data.lineart_upscale))
@@ -145,12 +153,20 @@ def _train_example_fn(config, source, seed: int):
   return make_example
 
 
+def _device_draw(target: tf.Tensor, kind, param) -> dict:
+  """An example for line art made on the device (`nn.lineart.lineart`): the target and
+  the draw of its extractor (an index into EXTRACTORS) and parameter."""
+  return {"target": target, "lineart_kind": tf.cast(kind, tf.int32),
+          "lineart_param": tf.cast(param, tf.float32)}
+
+
 def create_train_dataset(config,
                          *,
                          seed: int,
                          start_index: int = 0,
                          process_index: int = 0,
-                         process_count: int = 1) -> tf.data.Dataset:
+                         process_count: int = 1,
+                         lineart_on_device: bool = False) -> tf.data.Dataset:
   """Infinite, shuffled, augmented training batches for this process.
 
   Args:
@@ -160,6 +176,9 @@ def create_train_dataset(config,
       step * config.batch_size to resume a run exactly where it stopped.
     process_index: this process's index (jax.process_index()).
     process_count: number of processes (jax.process_count()).
+    lineart_on_device: leave the line art to the accelerator: each example then carries
+      "lineart_kind" (int32) and "lineart_param" (float32), the draw the CPU path would
+      make its line art from, instead of "lineart" (`training.inputs` completes it).
 
   Returns:
     A dataset of dicts {"lineart": float32 [b, H, W, 1], "target": float32 [b, H, W, 3]},
@@ -177,7 +196,8 @@ def create_train_dataset(config,
     raise ValueError(f"start_index={start_index} must be >= 0 and, with several processes, "
                      f"a multiple of config.batch_size={global_batch}")
   source = sources.create_source(config, "train")
-  make_example = _train_example_fn(config, source, ops.to_int64_seed(seed))
+  make_example = _train_example_fn(config, source, ops.to_int64_seed(seed),
+                                   lineart_on_device)
 
   def example_number(local):
     # Local counter -> global example number g: this process's slice of each global batch.
@@ -211,7 +231,8 @@ def create_eval_dataset(config,
                         image_dir: Optional[str] = None,
                         split: str = "val",
                         process_index: int = 0,
-                        process_count: int = 1) -> tf.data.Dataset:
+                        process_count: int = 1,
+                        lineart_on_device: bool = False) -> tf.data.Dataset:
   """Finite, deterministic evaluation batches for this process.
 
   The validation split (at most `config.data.max_val_images` images) or, with `image_dir`,
@@ -226,6 +247,7 @@ def create_eval_dataset(config,
       validation reads, for final numbers.
     process_index: this process's index.
     process_count: number of processes.
+    lineart_on_device: as in `create_train_dataset` (the draw: XDoG at sigma 0.4).
 
   Returns:
     A dataset of dicts {"lineart": float32 [b, H, W, 1], "target": float32 [b, H, W, 3]
@@ -249,19 +271,26 @@ def create_eval_dataset(config,
 
     def real():
       target = ops.crop_resize(source.load(index), hw, tf.constant(1.0),
-                            tf.constant([0.5, 0.5]))
+                               tf.constant([0.5, 0.5]), lineart_on_device)
+      if lineart_on_device:
+        return tf.zeros(list(hw) + [1]), target * 2.0 - 1.0
       return lineart.fixed_lineart(target, upscale=upscale) * 2.0 - 1.0, target * 2.0 - 1.0
 
     def padding():
       return tf.zeros(list(hw) + [1]), tf.zeros(list(hw) + [3])
 
     art, target = tf.cond(valid, real, padding)
-    return {
+    example = {
         "lineart": tf.ensure_shape(art, list(hw) + [1]),
         "target": tf.ensure_shape(target, list(hw) + [3]),
         "valid": tf.cast(valid, tf.float32),
         "name": tf.where(valid, source.name(index), ""),
     }
+    if lineart_on_device:
+      del example["lineart"]
+      example.update(_device_draw(example["target"], config_check.EXTRACTORS.index("xdog"),
+                                  lineart.EVAL_SIGMA))
+    return example
 
   ds = tf.data.Dataset.range(num_batches * per_process)
   ds = ds.map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -163,23 +163,42 @@ def random_lineart(image: tf.Tensor,
     float32 [H, W, 1] in [0, 1], 1 = paper.
   """
   extractors = tuple(extractors)
+  choice, param = random_choice(seed, extractors, xdog_sigma, dilate_gain)
+  image = tf.convert_to_tensor(image, tf.float32)
+
+  def make_branch(name):
+    if name == "xdog":
+      return lambda: xdog(image, param, upscale=upscale, max_sigma=xdog_sigma[1])
+    return lambda: dilation_difference(image, param)
+
+  out = tf.switch_case(choice, [make_branch(name) for name in extractors])
+  return tf.ensure_shape(out, image.shape[:-1] + [1])
+
+
+def random_choice(seed: tf.Tensor,
+                  extractors: Sequence[str] = EXTRACTORS,
+                  xdog_sigma: Tuple[float, float] = (0.3, 0.5),
+                  dilate_gain: Tuple[float, float] = (2.0, 3.0)) -> Tuple[tf.Tensor,
+                                                                          tf.Tensor]:
+  """`random_lineart`'s draw: (index into `extractors`, the chosen extractor's parameter).
+
+  The device path (`nn.lineart`) makes the line art of the same draw on the accelerator.
+  """
+  extractors = tuple(extractors)
   unknown = [e for e in extractors if e not in EXTRACTORS]
   if unknown or not extractors:
     raise ValueError(f"unknown line-art extractors {unknown} in {extractors}; "
                      f"valid: {EXTRACTORS}")
   u = tf.random.stateless_uniform([2], seed=seed, dtype=tf.float32)
   choice = tf.minimum(tf.cast(u[0] * len(extractors), tf.int32), len(extractors) - 1)
-  image = tf.convert_to_tensor(image, tf.float32)
+  ranges = [xdog_sigma if name == "xdog" else dilate_gain for name in extractors]
+  # The span is taken in Python, as lo + (hi - lo) * u always was: the same float32 bits.
+  lo = tf.gather(tf.constant([r[0] for r in ranges], tf.float32), choice)
+  span = tf.gather(tf.constant([r[1] - r[0] for r in ranges], tf.float32), choice)
+  return choice, lo + span * u[1]
 
-  def make_branch(name):
-    if name == "xdog":
-      lo, hi = xdog_sigma
-      return lambda: xdog(image, lo + (hi - lo) * u[1], upscale=upscale, max_sigma=hi)
-    lo, hi = dilate_gain
-    return lambda: dilation_difference(image, lo + (hi - lo) * u[1])
 
-  out = tf.switch_case(choice, [make_branch(name) for name in extractors])
-  return tf.ensure_shape(out, image.shape[:-1] + [1])
+EVAL_SIGMA = 0.4
 
 
 def fixed_lineart(image: tf.Tensor, upscale: int = 2) -> tf.Tensor:
@@ -192,7 +211,7 @@ def fixed_lineart(image: tf.Tensor, upscale: int = 2) -> tf.Tensor:
   Returns:
     float32 [H, W, 1] in [0, 1], 1 = paper.
   """
-  return xdog(image, 0.4, upscale=upscale)
+  return xdog(image, EVAL_SIGMA, upscale=upscale)
 
 
 def to_lineart_numpy(image: np.ndarray, upscale: int = 2) -> np.ndarray:

@@ -7,6 +7,7 @@ TensorFlow is not installed. Speed targets live here, never in tests.
 """
 
 import math
+import os
 import resource
 import statistics
 import time
@@ -20,6 +21,7 @@ from mangacolor_jax.runtime import compile as compile_lib
 from mangacolor_jax.runtime import host_memory
 from mangacolor_jax.runtime import mesh as mesh_lib
 from mangacolor_jax.training import config_check
+from mangacolor_jax.training import inputs
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.training import step as step_lib
 
@@ -107,6 +109,50 @@ class TrainBench:
     return float((cost or {}).get("flops", 0.0))
 
 
+def device_lineart_cost(config, mesh, hw: tuple[int, int], steps: int) -> dict:
+  """Time and XLA FLOPs of making a training batch's line art on the device
+  (`inputs.complete`, config.data.lineart_on = "device"), whatever the config's place."""
+  b, (h, w) = config.batch_size, hw
+  rng = np.random.default_rng(0)
+  lo, hi = (float(v) for v in config.data.xdog_sigma)
+  batch = mesh_lib.place_batch({
+      "target": rng.uniform(-1, 1, (b, h, w, 3)).astype(np.float32),
+      "lineart_kind": (np.arange(b) % 2).astype(np.int32),
+      "lineart_param": rng.uniform(lo, hi, (b,)).astype(np.float32)}, mesh)
+  data = mesh_lib.data_sharded(mesh)
+  fn = compile_lib.jit(lambda x: inputs.complete(x, hi, int(config.data.lineart_upscale)),
+                       config, in_shardings=data, out_shardings=data)
+  compiled = fn.lower(batch).compile()
+  jax.block_until_ready(compiled(batch))
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    out = compiled(batch)
+  jax.block_until_ready(out)
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return {"ms": 1000 * (time.perf_counter() - t0) / steps,
+          "gflop": float((cost or {}).get("flops", 0.0)) / 1e9}
+
+
+def input_rate(config, input_batches: int) -> dict:
+  """Images/s of the config's training input pipeline (line art included on the host
+  path, left to the device on the device path), in total and per CPU core."""
+  # TensorFlow only when the input pipeline is timed: the rest runs without it.
+  from mangacolor_jax.input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  ds = datasets.create_train_dataset(config, seed=0,
+                                     lineart_on_device=inputs.on_device(config))
+  it = ds.as_numpy_iterator()
+  next(it)  # start-up (file listing, first decode) is not throughput
+  t0 = time.perf_counter()
+  for _ in range(input_batches):
+    next(it)
+  rate = input_batches * (config.batch_size // jax.process_count()) / (
+      time.perf_counter() - t0)
+  cores = len(os.sched_getaffinity(0))
+  return {"input_images_per_sec": round(rate, 1),
+          "input_images_per_sec_per_core": round(rate / cores, 1), "input_cores": cores}
+
+
 def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20) -> dict:
   """Measures the config's training step, generator inference and input pipeline."""
   config_check.validate_config(config)
@@ -131,8 +177,10 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
   jax.block_until_ready(out)
   infer_s = time.perf_counter() - t0
 
+  lineart = device_lineart_cost(config, bench.mesh, (h, w), steps)
   result = {
       "config_batch_size": b,
+      "lineart_on": config.data.lineart_on,
       "image_size": [h, w],
       "dtype": config.dtype,
       "train_images_per_sec": round(b * steps / train_s, 3),
@@ -145,6 +193,10 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
       "temp_buffer_mb": round(bench.temp_bytes() / 2**20, 1),
       "train_losses": losses,
       "inference_images_per_sec": round(b * steps / infer_s, 3),
+      # Line art made on the device (config.data.lineart_on = "device"), per training batch.
+      "device_lineart_ms": round(lineart["ms"], 2),
+      "device_lineart_share_of_step": round(lineart["ms"] / (1000 * train_s / steps), 4),
+      "device_lineart_gflop": round(lineart["gflop"], 3),
       "compile_seconds": round(bench.compile_s, 2),
       "xla_gflop_per_step": round(bench.flops_per_step() / 1e9, 2),
       "g_params": models.count_params(state.g_params),
@@ -154,15 +206,6 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
       "process_count": jax.process_count(),
   }
   if input_batches > 0:
-    # TensorFlow only when the input pipeline is timed: the rest runs without it.
-    from mangacolor_jax.input_pipeline import datasets  # pylint: disable=g-import-not-at-top
-    ds = datasets.create_train_dataset(config, seed=0)
-    it = ds.as_numpy_iterator()
-    next(it)  # start-up (file listing, first decode) is not throughput
-    t0 = time.perf_counter()
-    for _ in range(input_batches):
-      next(it)
-    result["input_images_per_sec"] = round(
-        input_batches * (b // jax.process_count()) / (time.perf_counter() - t0), 1)
+    result.update(input_rate(config, input_batches))
   result["peak_host_memory_mb"] = round(peak_host_memory_mb(), 1)
   return result

@@ -10,13 +10,16 @@ from mangacolor_jax.utils import images
 
 
 def evaluate_dataset(state, eval_ds, mesh, compiled_eval_step, num_samples: int = 0,
-                     on_batch=None):
+                     on_batch=None, place=None):
   """Averages the metrics of `compiled_eval_step` (`step.compile_eval_step`) over
   `eval_ds` (`datasets.create_eval_dataset`).
 
   `on_batch(batch, outputs, valid, names)`, if given, sees every batch with the model's
   outputs (host arrays; `valid` marks the real, non-padding examples): on several
   processes, each sees the examples it read.
+
+  `place(host_batch)` puts a batch on the mesh (default `mesh.place_batch`; the training
+  loop's `inputs.Placer`, which may make the line art there).
 
   On several processes every one computes the metrics and grids of the whole global batch
   (`mesh.fetch`), so all of them log and checkpoint by the same numbers.
@@ -31,7 +34,9 @@ def evaluate_dataset(state, eval_ds, mesh, compiled_eval_step, num_samples: int 
   for i, batch in enumerate(eval_ds.as_numpy_iterator()):
     valid = batch.pop("valid")
     names = batch.pop("name", None)
-    placed = mesh_lib.place_batch(batch, mesh)
+    placed = place(batch) if place is not None else mesh_lib.place_batch(batch, mesh)
+    if "lineart" not in batch and (on_batch is not None or num_samples):
+      batch = {"lineart": mesh_lib.local_rows(placed["lineart"]), "target": batch["target"]}
     per_example, fake = compiled_eval_step(state, placed, seeds.eval_hints_key(i))
     if on_batch is not None:
       on_batch(batch, mesh_lib.local_rows(fake), valid, names)

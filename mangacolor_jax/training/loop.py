@@ -29,6 +29,7 @@ from mangacolor_jax.runtime import seeds
 from mangacolor_jax.training import checkpointing
 from mangacolor_jax.training import config_check
 from mangacolor_jax.training import evaluation
+from mangacolor_jax.training import inputs
 from mangacolor_jax.training import model_card
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.training import step as step_lib
@@ -76,10 +77,15 @@ class Evaluator:
     config = nets.config
     pi, pc = jax.process_index(), jax.process_count()
     self.nets, self.mesh, self.writer, self.is_chief = nets, mesh, writer, pi == 0
-    self.eval_ds = datasets.create_eval_dataset(config, process_index=pi, process_count=pc)
+    on_device = inputs.on_device(config)
+    self.eval_ds = datasets.create_eval_dataset(config, process_index=pi, process_count=pc,
+                                                lineart_on_device=on_device)
+    self.place_eval = inputs.Placer(config, mesh, training=False)
+    self.place_train = inputs.Placer(config, mesh, training=True)
     # A fixed train batch for the sample grids: the same in every run with this seed.
     self.sample_batch = next(datasets.create_train_dataset(
-        config, seed=data_seed, process_index=pi, process_count=pc).as_numpy_iterator())
+        config, seed=data_seed, process_index=pi, process_count=pc,
+        lineart_on_device=on_device).as_numpy_iterator())
     self.eval_step = step_lib.compile_eval_step(nets, mesh)
     self.generate = compile_lib.jit(nets.generate, config)
     self.samples_dir = os.path.join(workdir, "samples")
@@ -88,10 +94,10 @@ class Evaluator:
   def __call__(self, step: int, state: state_lib.GANState) -> dict[str, float]:
     num_samples = self.nets.config.eval.num_samples
     metrics, grids = evaluation.evaluate_dataset(state, self.eval_ds, self.mesh,
-                                                 self.eval_step, num_samples)
+                                                 self.eval_step, num_samples,
+                                                 place=self.place_eval)
     self.writer.write_scalars(step, metrics)
-    placed = mesh_lib.place_batch({k: self.sample_batch[k] for k in ("lineart", "target")},
-                                  self.mesh)
+    placed = self.place_train(self.sample_batch)
     train_out = self.generate(state, placed["lineart"], hints_lib.no_hints(placed["lineart"]))
     batch, train_out = mesh_lib.fetch((placed, train_out))
     grids["train_samples"] = images.sample_grid(
@@ -109,7 +115,7 @@ class Evaluator:
     probe = next(self.eval_ds.as_numpy_iterator())
     probe.pop("name", None)
     probe.pop("valid", None)
-    return mesh_lib.place_batch(probe, self.mesh)
+    return self.place_eval(probe)
 
 
 def check_finite(step: int, window, ckpt, state=None, all_finite=None) -> None:
@@ -206,13 +212,14 @@ class Loop:
     # Example g of the run is a function of g alone: resuming at a step is arithmetic.
     self.train_iter = datasets.create_train_dataset(
         config, seed=data_seed, start_index=start_step * config.batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count()).as_numpy_iterator()
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        lineart_on_device=inputs.on_device(config)).as_numpy_iterator()
     self.train_step = step_lib.compile_train_step(nets, mesh)
     self.all_finite = jax.jit(state_lib.all_finite)
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0)
     self.evaluate = Evaluator(nets, mesh, self.writer, workdir, data_seed)
+    self.place = self.evaluate.place_train
     self.diagnostics = None
     # Built only when some step of this run is a diagnostic one (nothing compiles otherwise).
     if 0 < config.diagnostics_every_steps <= config.num_train_steps:
@@ -228,7 +235,7 @@ class Loop:
         num_train_steps=config.num_train_steps, writer=self.writer)
     window = []
     for step in range(start_step + 1, config.num_train_steps + 1):
-      batch = mesh_lib.place_batch(next(self.train_iter), self.mesh)
+      batch = self.place(next(self.train_iter))
       diagnose = (self.diagnostics is not None and
                   step % config.diagnostics_every_steps == 0)
       before = self.diagnostics.snapshot(state) if diagnose else None

@@ -149,6 +149,21 @@ def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypat
   assert_same_state(reference, resumed)
 
 
+def test_line_art_on_the_device_trains_and_resumes_exactly(tiny_config, tmp_path,
+                                                            monkeypatch, assert_same_state):
+  """config.data.lineart_on = "device": the pipeline leaves the line art to the mesh, and
+  a run killed after its step-2 checkpoint resumes to the uninterrupted run's state."""
+  tiny_config.num_train_steps = 4
+  tiny_config.eval_every_steps = 2
+  tiny_config.data.lineart_on = "device"
+  reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
+  assert 0.0 < scalar_values(str(tmp_path / "straight"), "eval_psnr")[4] < 60.0
+  crash_after_two_steps(tiny_config, str(tmp_path / "resumed"), monkeypatch)
+  resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == 4
+  assert_same_state(reference, resumed)
+
+
 def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(
     tiny_config, ci_faces, tmp_path, monkeypatch, assert_same_state):
   # Files that look like images but are not (a truncated download, an HTML error page),
