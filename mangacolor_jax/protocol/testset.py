@@ -4,14 +4,16 @@ extractors, and painted hints of fixed stroke counts.
 The extractors are training's two at the middle of their ranges (`xdog`, sigma 0.4;
 `dilate`, gain 2.5) and one that training never uses (`xdog_thick`, sigma 0.8: thicker
 lines and inked dark areas), so a model that only knows its own line art shows it. Hints are
-`hints.stroke_hints` strokes from fixed keys, the same for every model, placed on the
-`xdog` line art and scored with it.
+`hints.stroke_hints` strokes from fixed keys and of a fixed shape (`PAINTED`, not the
+trained config's `hints`), the same for every model, placed on the `xdog` line art and
+scored with it: a change to the strokes training draws is measured on the same strokes.
 """
 
 import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from mangacolor_jax.input_pipeline import datasets
@@ -26,6 +28,11 @@ EXTRACTORS = {
                                                       max_sigma=0.8),
 }
 STROKES = (0, 1, 3, 10, 30)
+# The shape of the painted strokes: configs/default.py's `hints` stroke fields, which every
+# row of docs/quality.md was scored with.
+PAINTED = ml_collections.FrozenConfigDict({
+    "max_strokes": 30, "stroke_length": (0.05, 0.25), "stroke_width": (1.0, 3.0),
+    "region_tolerance": 0.25})
 # Key of the test hints: fixed, so every model is scored with the same strokes.
 _HINTS_SEED = 20261202
 
@@ -62,7 +69,7 @@ def build_test_set(config, strokes=STROKES, batch: int = 64) -> TestSet:
       continue
     key = jax.random.fold_in(jax.random.key(_HINTS_SEED), count)
     strokes_fn = jax.jit(lambda k, t, a, count=count: hints_lib.stroke_hints(
-        k, t, a, jnp.full((t.shape[0],), count, jnp.int32), config.hints))
+        k, t, a, jnp.full((t.shape[0],), count, jnp.int32), PAINTED))
     hints[count] = np.concatenate([
         np.asarray(strokes_fn(jax.random.fold_in(key, i), target[i:i + batch],
                               arts["xdog"][i:i + batch]))
