@@ -77,10 +77,9 @@ def main(argv):
   t0 = time.perf_counter()
   print(f"doctor: {len(jax.devices())} {jax.devices()[0].platform} device(s); model checks on "
         f"{FLAGS.images} training images", flush=True)
-  results = checklist.run_checks(config, images=FLAGS.images,
-                                 overfit_steps=FLAGS.overfit_steps,
-                                 overfit_factor=FLAGS.overfit_factor, skip=FLAGS.skip,
-                                 echo=lambda line: print(line, flush=True))
+  opts = checklist.Options(images=FLAGS.images, overfit_steps=FLAGS.overfit_steps,
+                           overfit_factor=FLAGS.overfit_factor, skip=tuple(FLAGS.skip))
+  results = checklist.run_checks(config, opts, echo=lambda line: print(line, flush=True))
   if run_check is not None:
     print(run_check.line(), flush=True)
     results.append(run_check)

@@ -119,12 +119,12 @@ def main(argv):
     return
   with cli.user_errors():
     params = [grid.parse_param(s) for s in FLAGS.param]
-    sweep = sweep_lib.Sweep(
-        config, FLAGS.workdir, params, jitter=FLAGS.jitter, seed=FLAGS.seed,
-        metric=FLAGS.metric, mode=FLAGS.mode, steps=FLAGS.steps,
-        refine_points=FLAGS.refine_points, parallel=FLAGS.trials_in_parallel,
-        config_file=FLAGS["config"].config_filename,
-        config_args=overrides.config_args_from_argv(sys.argv[1:]))
+    opts = sweep_lib.Options(
+        jitter=FLAGS.jitter, seed=FLAGS.seed, metric=FLAGS.metric, mode=FLAGS.mode,
+        steps=FLAGS.steps, refine_points=FLAGS.refine_points,
+        parallel=FLAGS.trials_in_parallel, config_file=FLAGS["config"].config_filename,
+        config_args=tuple(overrides.config_args_from_argv(sys.argv[1:])))
+    sweep = sweep_lib.Sweep(config, FLAGS.workdir, params, opts)
   ranked = sweep.run(extend=not FLAGS.no_extend, max_extensions=FLAGS.max_extensions,
                      refine=FLAGS.refine)
   print(sweep.markdown(ranked))

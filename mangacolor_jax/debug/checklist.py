@@ -13,7 +13,7 @@ The checks themselves are in `data_checks` (the batches) and `model_checks` (the
 import dataclasses
 import json
 import math
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import jax
@@ -70,33 +70,19 @@ def _guard(name: str, fn: Callable[[], Result]) -> Result:
     return Result(name, FAIL, None, f"the check raised {type(e).__name__}: {e}")
 
 
-def run_checks(config, *, nets: state_lib.Networks | None = None, state=None,
-               train_batches: Sequence[dict] | None = None,
-               eval_batches: Sequence[dict] | None = None, images: int = 8,
-               overfit_steps: int = 200, overfit_factor: float = 5.0,
-               skip: Iterable[str] = (), echo: Callable[[str], None] | None = None
-               ) -> list[Result]:
-  """Runs every check; any argument left None is built from `config` as training would.
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The settings of a checklist run (the doctor's flags)."""
+  images: int = 8  # the fixed batch of the model checks: the first training images
+  overfit_steps: int = 200  # step budget of the overfitting check
+  overfit_factor: float = 5.0  # L1 reduction the overfitting check needs
+  skip: Sequence[str] = ()  # names of checks not to run
 
-  Args:
-    config: the run's ConfigDict.
-    nets: a `state.Networks` (tests pass broken ones).
-    state: the initial `GANState` (default: `nets.create_state` on the run's init key).
-    train_batches: numpy training batches (default: the config's pipeline's first).
-    eval_batches: numpy validation batches (default: the config's pipeline's first).
-    images: size of the fixed batch the model checks use (the first training images).
-    overfit_steps: step budget of the overfitting check.
-    overfit_factor: L1 reduction the overfitting check needs.
-    skip: names of checks not to run.
-    echo: called with each result's line as soon as it is known.
 
-  Returns:
-    The results, in order.
-  """
-  # The check modules return this module's `Result`s, so they import it: importing them
-  # here, not at the top, keeps that from being a cycle.
-  from mangacolor_jax.debug import data_checks  # pylint: disable=g-import-not-at-top
-  from mangacolor_jax.debug import model_checks  # pylint: disable=g-import-not-at-top
+def _build_inputs(config, nets: state_lib.Networks | None, state,
+                  train_batches: Sequence[dict] | None, eval_batches: Sequence[dict] | None
+                  ) -> tuple[state_lib.Networks, Any, Sequence[dict], Sequence[dict]]:
+  """(nets, state, train_batches, eval_batches), each built from `config` when None."""
   # The keys of `trainer.train_and_evaluate`: the same initial state and first batches as a
   # training run of this config (seed -1, a fresh seed there, is 0 here).
   keys = seeds.run_keys(max(int(config.seed), 0))
@@ -108,12 +94,24 @@ def run_checks(config, *, nets: state_lib.Networks | None = None, state=None,
     eval_batches = e if eval_batches is None else eval_batches
   if state is None:
     state = jax.jit(nets.create_state)(init_rng)
+  return nets, state, train_batches, eval_batches
+
+
+def _checks(config, opts: Options, nets: state_lib.Networks, state,
+            train_batches: Sequence[dict], eval_batches: Sequence[dict]
+            ) -> list[tuple[str, Callable[[], Result]]]:
+  """Every check, in order, as (name, a function running it on these inputs)."""
+  # The check modules return this module's `Result`s, so they import it: importing them
+  # here, not at the top, keeps that from being a cycle.
+  from mangacolor_jax.debug import data_checks  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.debug import model_checks  # pylint: disable=g-import-not-at-top
+  images = opts.images
   fixed = {k: np.asarray(train_batches[0][k])[:images] for k in ("lineart", "target")}
   val = {k: np.asarray(eval_batches[0][k])[:images] for k in ("lineart", "target")}
-  opts = diagnostics_writer.options(config)
+  diag = diagnostics_writer.options(config)
   freeze = tuple(config.model.freeze)
   upscale = int(config.data.lineart_upscale)
-  checks = [
+  return [
       ("input_range", lambda: data_checks.check_input_range(train_batches, eval_batches)),
       ("input_centring", lambda: data_checks.check_input_centring(train_batches)),
       ("batches_differ", lambda: data_checks.check_batches_differ(train_batches)),
@@ -126,19 +124,41 @@ def run_checks(config, *, nets: state_lib.Networks | None = None, state=None,
       ("one_step_lowers_loss", lambda: model_checks.check_one_step(nets, state, fixed)),
       ("update_ratio", lambda: model_checks.check_update_ratio(nets, state, fixed)),
       ("gradients_reach_layers", lambda: model_checks.check_gradients(nets, state, fixed,
-                                                                      opts)),
-      ("dead_units", lambda: model_checks.check_dead_units(nets, state, val, opts)),
+                                                                      diag)),
+      ("dead_units", lambda: model_checks.check_dead_units(nets, state, val, diag)),
       ("frozen_stay_frozen", lambda: model_checks.check_frozen(nets, state, fixed, freeze)),
       ("inference_deterministic",
        lambda: model_checks.check_inference_deterministic(nets, state, fixed)),
       ("batchnorm_updates", lambda: model_checks.check_batchnorm(nets, state, fixed)),
       ("non_square_shapes", lambda: model_checks.check_output_shapes(nets, state)),
       ("overfit_tiny_subset", lambda: model_checks.check_overfit(
-          nets, state, fixed, overfit_steps, overfit_factor)),
+          nets, state, fixed, opts.overfit_steps, opts.overfit_factor)),
   ]
+
+
+def run_checks(config, opts: Options = Options(), *,
+               nets: state_lib.Networks | None = None, state=None,
+               train_batches: Sequence[dict] | None = None,
+               eval_batches: Sequence[dict] | None = None,
+               echo: Callable[[str], None] | None = None) -> list[Result]:
+  """Runs every check; any input left None is built from `config` as training would.
+
+  Args:
+    config: the run's ConfigDict.
+    opts: the fixed batch's size, the overfitting check's budget, the checks to skip.
+    nets: a `state.Networks` (tests pass broken ones).
+    state: the initial `GANState` (default: `nets.create_state` on the run's init key).
+    train_batches: numpy training batches (default: the config's pipeline's first).
+    eval_batches: numpy validation batches (default: the config's pipeline's first).
+    echo: called with each result's line as soon as it is known.
+
+  Returns:
+    The results, in order.
+  """
+  inputs = _build_inputs(config, nets, state, train_batches, eval_batches)
   results = []
-  for name, fn in checks:
-    if name in skip:
+  for name, fn in _checks(config, opts, *inputs):
+    if name in opts.skip:
       continue
     result = _guard(name, fn)
     results.append(result)

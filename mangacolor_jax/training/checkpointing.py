@@ -61,6 +61,20 @@ def _to_abstract(tree: Any) -> Any:
   return jax.tree.map(leaf, tree)
 
 
+def _check_retention(
+    keep_best: int | None, keep_latest: int | None, best_mode: str
+) -> None:
+  """Raises ValueError on an unknown `best_mode` or a bad keep count."""
+  if best_mode not in ("max", "min"):
+    raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}.")
+  if keep_latest is not None and keep_latest < 1:
+    # With 0 the checkpoint just written could be deleted at once, and a
+    # resumed run would restart from an older step.
+    raise ValueError(f"keep_latest must be >= 1 or None, got {keep_latest}.")
+  if keep_best is not None and keep_best < 0:
+    raise ValueError(f"keep_best must be >= 0 or None, got {keep_best}.")
+
+
 class Checkpointer:
   """Saves and restores (state, meta) checkpoints with best + latest retention.
 
@@ -100,39 +114,51 @@ class Checkpointer:
     Raises:
       ValueError: On an unknown `best_mode` or a bad keep count.
     """
-    if best_mode not in ("max", "min"):
-      raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}.")
-    if keep_latest is not None and keep_latest < 1:
-      # With 0 the checkpoint just written could be deleted at once, and a
-      # resumed run would restart from an older step.
-      raise ValueError(f"keep_latest must be >= 1 or None, got {keep_latest}.")
-    if keep_best is not None and keep_best < 0:
-      raise ValueError(f"keep_best must be >= 0 or None, got {keep_best}.")
+    _check_retention(keep_best, keep_latest, best_mode)
     # Orbax's storage layer refuses relative paths (and fails only in the async
     # writer, long after save() returned).
     self._directory = os.path.abspath(os.fspath(directory))
     self._best_metric = best_metric
     self._best_mode = best_mode
+    self._manager = ocp.CheckpointManager(
+        self._directory,
+        options=self._manager_options(keep_best, keep_latest, create),
+        item_names=(_STATE, _META),
+    )
+    # Orbax re-reads metrics from disk per call, and an in-flight async save
+    # has not written them yet; a cache keeps best_step() non-blocking.
+    self._metrics = {
+        step: self._manager.metrics(step) for step in self._manager.all_steps()
+    }
 
-    preservation = ocp.checkpoint_managers.AnyPreservationPolicy([
+  def _preservation_policy(
+      self, keep_best: int | None, keep_latest: int | None
+  ) -> ocp.checkpoint_managers.AnyPreservationPolicy:
+    """Keeps the latest `keep_latest` steps and the best `keep_best` by metric."""
+    return ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(n=keep_latest),
         ocp.checkpoint_managers.BestN(
             get_metric_fn=self._rank_value,
             # BestN sorts ascending (descending if reverse) and keeps the
             # last n.
-            reverse=(best_mode == "min"),
+            reverse=(self._best_mode == "min"),
             n=keep_best,
             # Steps saved without an eval (e.g. periodic saves) are LatestN's
             # business; the default True would keep every one of them forever.
             keep_checkpoints_without_metrics=False,
         ),
     ])
-    options = ocp.CheckpointManagerOptions(
-        preservation_policy=preservation,
+
+  def _manager_options(
+      self, keep_best: int | None, keep_latest: int | None, create: bool
+  ) -> ocp.CheckpointManagerOptions:
+    """The Orbax manager's options: retention, metrics, async saves."""
+    return ocp.CheckpointManagerOptions(
+        preservation_policy=self._preservation_policy(keep_best, keep_latest),
         # Orbax writes per-step metrics only when `best_fn` is set; they must
         # be on disk so a reopened Checkpointer still knows which step is best.
         best_fn=self._rank_value,
-        best_mode=best_mode,
+        best_mode=self._best_mode,
         # The caller decides when to save; `save` passes force=True, and this
         # keeps `should_save` truthful for any caller that asks Orbax directly.
         save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(1),
@@ -143,14 +169,6 @@ class Checkpointer:
         cleanup_tmp_directories=False,
         enable_async_checkpointing=True,
     )
-    self._manager = ocp.CheckpointManager(
-        self._directory, options=options, item_names=(_STATE, _META)
-    )
-    # Orbax re-reads metrics from disk per call, and an in-flight async save
-    # has not written them yet; a cache keeps best_step() non-blocking.
-    self._metrics = {
-        step: self._manager.metrics(step) for step in self._manager.all_steps()
-    }
 
   @property
   def directory(self) -> str:

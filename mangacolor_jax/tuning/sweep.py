@@ -39,6 +39,44 @@ def collect_trial_metrics(trial_dir: str) -> dict[str, Any]:
   return {"best_step": best, "final_step": latest, "metrics": metrics}
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The settings of a sweep (the sweep command's flags).
+
+  Attributes:
+    jitter, seed: see `grid.point_values`.
+    metric, mode: the ranking metric and whether higher ("max") is better.
+    steps: num_train_steps of every trial (None: the config's).
+    refine_points: points per field of the refined grid.
+    parallel: trials at once; > 1 runs `python -m mangacolor_jax.train` processes and
+      needs `config_file` and `config_args` (the command's --config.* overrides).
+  """
+  jitter: float = 0.3
+  seed: int = 0
+  metric: str = "eval_psnr"
+  mode: str = "auto"
+  steps: int | None = None
+  refine_points: int = 3
+  parallel: int = 1
+  config_file: str | None = None
+  config_args: Sequence[str] = ()
+
+
+def _check_settings(params: Sequence[grid.Param], opts: Options) -> None:
+  """Refuses swept fields and settings no sweep can run, before anything is written."""
+  if not params:
+    raise ValueError("a sweep needs at least one --param")
+  if len({p.name for p in params}) != len(params):
+    raise ValueError("each --param field may appear once")
+  if opts.jitter < 0 or opts.jitter >= 0.5:
+    raise ValueError(f"--jitter={opts.jitter} must be in [0, 0.5): points must not swap "
+                     "order")
+  if opts.parallel < 1:
+    raise ValueError(f"--trials_in_parallel={opts.parallel} must be >= 1")
+  if opts.parallel > 1 and not opts.config_file:
+    raise ValueError("--trials_in_parallel > 1 needs the config file path")
+
+
 class Sweep:
   """Plans, runs (resumably), ranks and reports the trials of one sweep workdir.
 
@@ -46,38 +84,21 @@ class Sweep:
     config: the base config (the command's config with its overrides).
     workdir: the sweep's directory; trial k trains in workdir/trial_k.
     params: the swept fields.
-    jitter, seed: see `grid.point_values`.
-    metric, mode: the ranking metric and whether higher ("max") is better.
-    steps: num_train_steps of every trial (None: the config's).
-    refine_points: points per field of the refined grid.
-    parallel: trials at once; > 1 runs `python -m mangacolor_jax.train` processes and
-      needs `config_file` and `config_args` (the command's --config.* overrides).
+    opts: the sweep's settings (`Options`).
     runner: (config, trial_dir) -> None; trains one trial in this process (default
       `loop.train_and_evaluate`; tests pass a stand-in).
   """
 
-  # One keyword per flag of the sweep command, which callers and tests name one by one.
-  def __init__(self, config, workdir: str, params: Sequence[grid.Param], *,
-               jitter: float = 0.3, seed: int = 0, metric: str = "eval_psnr",
-               mode: str = "auto", steps: int | None = None, refine_points: int = 3,
-               parallel: int = 1, config_file: str | None = None,
-               config_args: Sequence[str] = (),
+  def __init__(self, config, workdir: str, params: Sequence[grid.Param],
+               opts: Options = Options(), *,
                runner: Callable[[Any, str], Any] | None = None):
-    if not params:
-      raise ValueError("a sweep needs at least one --param")
-    if len({p.name for p in params}) != len(params):
-      raise ValueError("each --param field may appear once")
-    if jitter < 0 or jitter >= 0.5:
-      raise ValueError(f"--jitter={jitter} must be in [0, 0.5): points must not swap order")
-    if parallel < 1:
-      raise ValueError(f"--trials_in_parallel={parallel} must be >= 1")
-    if parallel > 1 and not config_file:
-      raise ValueError("--trials_in_parallel > 1 needs the config file path")
+    _check_settings(params, opts)
     self.config, self.workdir, self.params = config, workdir, list(params)
-    self.jitter, self.seed, self.metric = jitter, seed, metric
-    self.mode = reports.metric_mode(metric, mode)
-    self.steps, self.refine_points, self.parallel = steps, refine_points, parallel
-    self.config_file, self.config_args = config_file, list(config_args)
+    self.jitter, self.seed, self.metric = opts.jitter, opts.seed, opts.metric
+    self.mode = reports.metric_mode(opts.metric, opts.mode)
+    self.steps, self.refine_points = opts.steps, opts.refine_points
+    self.parallel = opts.parallel
+    self.config_file, self.config_args = opts.config_file, list(opts.config_args)
     self.runner = runner
     self.planned: list[grid.Point] = []
     self.results: dict[grid.Point, dict] = {}

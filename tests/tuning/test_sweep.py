@@ -14,6 +14,8 @@ from mangacolor_jax.tuning import sweep as sweep_lib
 
 G_LR = grid.parse_param("optim.g_lr=1e-5:1e-2:log:4")
 L1 = grid.parse_param("loss.l1_weight=1:1000:log:4")
+SEVEN_STEPS = sweep_lib.Options(steps=7)
+THREE_STEPS = sweep_lib.Options(steps=3)
 
 
 class FakeTraining:
@@ -40,7 +42,7 @@ class FakeTraining:
 def test_sweep_extends_refines_resumes_and_reports(tiny_config, tmp_path):
   workdir = str(tmp_path / "sweep")
   fake = FakeTraining()
-  sweep = sweep_lib.Sweep(tiny_config, workdir, [G_LR, L1], steps=7, runner=fake)
+  sweep = sweep_lib.Sweep(tiny_config, workdir, [G_LR, L1], SEVEN_STEPS, runner=fake)
   ranked = sweep.run(extend=True, max_extensions=2, refine=True)
   stages = [r["stage"] for r in ranked]
   assert stages.count("grid") == 16
@@ -71,27 +73,28 @@ def test_sweep_extends_refines_resumes_and_reports(tiny_config, tmp_path):
   # Resume: finished trials are not re-run; a trial without its result is.
   os.remove(os.path.join(workdir, "trial_005", "result.json"))
   again = FakeTraining()
-  resumed = sweep_lib.Sweep(tiny_config, workdir, [G_LR, L1], steps=7, runner=again).run(
+  resumed = sweep_lib.Sweep(tiny_config, workdir, [G_LR, L1], SEVEN_STEPS, runner=again).run(
       extend=True, max_extensions=2, refine=True)
   assert again.calls == [os.path.join(workdir, "trial_005")]
   assert [r["values"] for r in resumed] == [r["values"] for r in ranked]
 
   # Another sweep in the same workdir is refused rather than mixed in...
   with pytest.raises(ValueError, match="other settings"):
-    sweep_lib.Sweep(tiny_config, workdir, [G_LR, L1], steps=7, seed=1, runner=again)
+    sweep_lib.Sweep(tiny_config, workdir, [G_LR, L1], sweep_lib.Options(steps=7, seed=1),
+                    runner=again)
   changed = tiny_config.copy_and_resolve_references()
   changed.optim.b1 = 0.9
   with pytest.raises(ValueError, match=r"config\.optim\.b1"):
-    sweep_lib.Sweep(changed, workdir, [G_LR, L1], steps=7, runner=again)
+    sweep_lib.Sweep(changed, workdir, [G_LR, L1], SEVEN_STEPS, runner=again)
   # ...but a field the code gained since (with its default) does not stop a resume.
   grown = tiny_config.copy_and_resolve_references()
   grown.data.new_option = 0.0
-  sweep_lib.Sweep(grown, workdir, [G_LR, L1], steps=7, runner=again)
+  sweep_lib.Sweep(grown, workdir, [G_LR, L1], SEVEN_STEPS, runner=again)
 
 
 def test_sweep_without_extension_and_failures(tiny_config, tmp_path):
   fake = FakeTraining()
-  ranked = sweep_lib.Sweep(tiny_config, str(tmp_path), [G_LR], steps=3, runner=fake).run(
+  ranked = sweep_lib.Sweep(tiny_config, str(tmp_path), [G_LR], THREE_STEPS, runner=fake).run(
       extend=False)
   assert [r["stage"] for r in ranked] == ["grid"] * 4
 
@@ -100,7 +103,7 @@ def test_sweep_without_extension_and_failures(tiny_config, tmp_path):
       raise FloatingPointError("non-finite g_loss by step 2")
     fake(config, workdir)
 
-  ranked = sweep_lib.Sweep(tiny_config, str(tmp_path / "d"), [G_LR], steps=3,
+  ranked = sweep_lib.Sweep(tiny_config, str(tmp_path / "d"), [G_LR], THREE_STEPS,
                       runner=diverging).run(extend=False)
   assert [r["status"] for r in ranked] == ["done"] * 3 + ["diverged"]
   assert ranked[-1]["score"] is None

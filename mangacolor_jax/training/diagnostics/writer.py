@@ -250,10 +250,27 @@ class Diagnostics:
       self.fields = self._receptive_fields(state)
     if not self.is_chief:
       return {}
-    opts = self.opts
-    scalars, histograms, images, warnings = {}, {}, {}, []
-
     params = jax.device_get({"gen": state.g_params, "disc": state.d_params})
+    scalars, histograms, warnings = self._layer_panels(out, params)
+    act_scalars, act_histograms, act_warnings = self._activation_panels(out)
+    scalars.update(act_scalars)
+    histograms.update(act_histograms)
+    warnings += act_warnings
+    images = self._image_panels(out, params)
+    self.panel_writer.write_scalars(step, scalars)
+    self.panel_writer.write_histograms(step, histograms)
+    self.panel_writer.write_images(step, {k: v[None] for k, v in images.items()})
+    self.panel_writer.flush()
+    curves = self._write_curves(step, out)
+    _log_summary(step, scalars, curves, warnings)
+    scalars.update({f"{split}/{k}": v for split, values in curves.items()
+                    for k, v in values.items()})
+    scalars["warnings"] = warnings
+    return scalars
+
+  def _layer_panels(self, out, params) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(scalars, histograms, warnings) per layer: weights, gradient norms, update ratios."""
+    scalars, histograms, warnings = {}, {}, []
     for net in NETS:
       for path, x in jax.tree_util.tree_leaves_with_path(params[net]):
         histograms[f"weights/{net}/{jax.tree_util.keystr(path, simple=True, separator='/')}"] \
@@ -269,13 +286,18 @@ class Diagnostics:
         scalars[f"update_ratio/{net}/{layer}"] = r
       if grads:
         warnings += stats.gradient_warnings(net, grads, self.sizes[net],
-                                            self.order.get(net, []), opts)
+                                            self.order.get(net, []), self.opts)
       if ratios:
         scalars[f"update_ratio_median/{net}"] = float(np.median(list(ratios.values())))
-        warning = stats.update_ratio_warning(net, ratios, opts)
+        warning = stats.update_ratio_warning(net, ratios, self.opts)
         if warning:
           warnings.append(warning)
+    return scalars, histograms, warnings
 
+  def _activation_panels(self, out) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(scalars, histograms, warnings) of the pre-activations, dead units and inputs."""
+    opts = self.opts
+    scalars, histograms, warnings = {}, {}, []
     for name, act in out["act"].items():
       histograms[f"preact/{name}"] = np.asarray(act["hist"])
       scalars[f"preact_std/{name}"] = float(act["std"])
@@ -291,7 +313,11 @@ class Diagnostics:
     histograms["inputs/lineart"] = np.asarray(out["inputs"]["lineart"])
     histograms["inputs/target"] = np.asarray(out["inputs"]["target"])
     histograms["inputs/generator_output"] = np.asarray(out["output"])
+    return scalars, histograms, warnings
 
+  def _image_panels(self, out, params) -> dict[str, np.ndarray]:
+    """The first layers' filters, the top patches and the step's batch, as images."""
+    images = {}
     for net, layer in self.first_kernel.items():
       kernel = params[net]
       for key in layer.split("/") + ["kernel"]:
@@ -309,11 +335,11 @@ class Diagnostics:
           np.asarray(source), np.asarray(positions), (lh, lw), self.fields[name])
     images["inputs/train_batch"] = panels.sample_rows(out["batch_rows"]["lineart"],
                                                       out["batch_rows"]["target"], 4)
+    return images
 
-    self.panel_writer.write_scalars(step, scalars)
-    self.panel_writer.write_histograms(step, histograms)
-    self.panel_writer.write_images(step, {k: v[None] for k, v in images.items()})
-    self.panel_writer.flush()
+  def _write_curves(self, step: int, out) -> dict[str, dict[str, float]]:
+    """Writes the train/eval curve terms (to their run directories when there are any);
+    returns them as {split: {tag: value}}."""
     curves = {split: {k: float(v) for k, v in values.items()}
               for split, values in out["curves"].items()}
     if self.curve_writers is not None:
@@ -323,18 +349,19 @@ class Diagnostics:
     else:
       self.writer.write_scalars(step, {f"diag_{split}_{k}": v for split, values in
                                        curves.items() for k, v in values.items()})
+    return curves
 
-    summary = {f"update_ratio_median/{net}": scalars.get(f"update_ratio_median/{net}")
-               for net in NETS if f"update_ratio_median/{net}" in scalars}
-    dead = [v for k, v in scalars.items() if k.startswith("dead_units/")]
-    logging.info("diagnostics at step %d: median update ratio %s, max dead-unit share %.3f, "
-                 "train l1 %.4f, validation l1 %.4f (%d warnings)", step,
-                 {k.split("/")[-1]: f"{v:.2e}" for k, v in summary.items()},
-                 max(dead, default=0.0), curves["train"]["l1"], curves["eval"]["l1"],
-                 len(warnings))
-    for warning in warnings:
-      logging.warning("diagnostics at step %d: %s", step, warning)
-    scalars.update({f"{split}/{k}": v for split, values in curves.items()
-                    for k, v in values.items()})
-    scalars["warnings"] = warnings
-    return scalars
+
+def _log_summary(step: int, scalars: dict[str, Any], curves: dict[str, dict[str, float]],
+                 warnings: list[str]) -> None:
+  """One log line for the diagnostic step, then an absl warning per warning."""
+  summary = {f"update_ratio_median/{net}": scalars.get(f"update_ratio_median/{net}")
+             for net in NETS if f"update_ratio_median/{net}" in scalars}
+  dead = [v for k, v in scalars.items() if k.startswith("dead_units/")]
+  logging.info("diagnostics at step %d: median update ratio %s, max dead-unit share %.3f, "
+               "train l1 %.4f, validation l1 %.4f (%d warnings)", step,
+               {k.split("/")[-1]: f"{v:.2e}" for k, v in summary.items()},
+               max(dead, default=0.0), curves["train"]["l1"], curves["eval"]["l1"],
+               len(warnings))
+  for warning in warnings:
+    logging.warning("diagnostics at step %d: %s", step, warning)
