@@ -1,7 +1,7 @@
 r"""Real illustrations: any folder of colour images (development: 8,000 64x64 anime faces).
 
 Trained with colour hints painted as a person paints them (short strokes of a region's
-colour, none on half of the images), so one model colours both without and with hints;
+colour, none on a quarter of the images), so one model colours both without and with hints;
 the generator's weights are averaged (EMA), and evaluation, colorize and the quality
 protocol use the average. `docs/quality.md` holds the ablation behind each choice.
 
@@ -11,10 +11,10 @@ Command:
 
 Hardware and expected result: a 2-core CPU at 1.3-4 steps/s (2,000 steps, 32k images, in
 9-25 minutes). The quality protocol (docs/quality.md: 32k images, the faces' test split)
-measures 16.68 +- 0.12 dB PSNR without hints on XDoG line art (16.0 and 15.2 on dilation and
-thick-XDoG line art), colourfulness 0.80 of the targets', and +1.3 dB with 10 painted
-strokes, +1.8 dB with 30 (seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9
-and -2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
+measures 16.58 +- 0.15 dB PSNR without hints on XDoG line art (16.0 and 15.0 on dilation and
+thick-XDoG line art), colourfulness 0.77 of the targets', and +1.6 dB with 10 painted
+strokes, +2.3 dB with 30 (seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB,
+-0.9 and -2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
