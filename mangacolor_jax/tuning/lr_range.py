@@ -74,6 +74,23 @@ def smooth_centred(values: Sequence[float], beta: float):
   return smooth(smooth(values, beta)[::-1], beta)[::-1]
 
 
+# A raw loss this many times its best so far has left the falling part of the curve. A
+# bounded loss (L1 of a tanh output: at most 2) may never reach the divergence factor, and
+# at a wrecking rate it settles on a plateau the smoothed curve can mistake for a minimum.
+RISE_FACTOR = 2.0
+
+
+def before_rise(raw: Sequence[float], factor: float = RISE_FACTOR) -> int:
+  """The number of leading losses before the first one above `factor` times the best
+  before it (all of them when none is)."""
+  best = math.inf
+  for i, v in enumerate(raw):
+    if not math.isfinite(v) or v > factor * best:
+      return max(i, 2)
+    best = min(best, v)
+  return len(raw)
+
+
 def diverged(raw: Sequence[float], smoothed: Sequence[float], factor: float) -> bool:
   """True when the last loss is not finite or the smoothed loss left its minimum far."""
   last = smoothed[-1]
@@ -219,7 +236,8 @@ def _run_ramp(config, test: RangeTest, ramp: Ramp, lrs, seed: int, writer
   raw = [h[ramp.loss_key] for h in history]
   smoothed = smooth_centred(raw, test.smoothing)
   used = lrs[:len(raw)]
-  suggestion = suggest_lr(used, smoothed)
+  rising = before_rise(raw)
+  suggestion = suggest_lr(used[:rising], smoothed[:rising])
   stopped = len(raw) < test.steps or not math.isfinite(raw[-1])
   prefix = f"lr_range_{ramp.network}/"
   for i, (lr, r, s) in enumerate(zip(used, raw, smoothed)):

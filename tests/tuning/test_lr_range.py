@@ -33,6 +33,10 @@ def test_smoothing_and_suggestion_on_a_known_curve():
   assert lr_range_lib.diverged([1.0, float("nan")], [1.0, 1.0], 4.0)
   assert lr_range_lib.diverged([1.0, 5.0], [1.0, 4.5], 4.0)
   assert not lr_range_lib.diverged([1.0, 3.0], [1.0, 3.0], 4.0)
+  # A bounded loss that doubles from its best and then settles on a plateau: the
+  # suggestion only looks before the rise.
+  assert lr_range_lib.before_rise([1.0, 0.5, 0.4, 0.9, 0.3]) == 3
+  assert lr_range_lib.before_rise([1.0, 0.8, 0.7]) == 3
 
 
 def final_loss(config, lr, steps=40):
