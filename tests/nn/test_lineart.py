@@ -69,8 +69,11 @@ def test_dilation_difference_matches_the_cpu_path(images):
   np.testing.assert_allclose(np.asarray(got), want, atol=1.0 / 255)
 
 
-def test_the_evaluation_sigma_is_the_cpu_paths():
+def test_the_evaluation_sigma_and_extractor_indices_are_the_cpu_paths():
+  # The draw's `kind` indexes both tuples: the device path keeps its own copy (nn imports
+  # nothing from the input pipeline).
   assert device.EVAL_SIGMA == host.EVAL_SIGMA
+  assert device.EXTRACTORS == host.EXTRACTORS
 
 
 @pytest.mark.parametrize("training", [True, False])
