@@ -63,6 +63,9 @@ def get_config():
   config.data.tfds_dir = ""  # tfds source: the --output folder of mangacolor_jax.data.prepare
   config.data.tfds_train_split = "train"
   config.data.tfds_eval_split = "validation"  # "test" for final numbers only
+  # False: each record is read from disk when needed (host memory flat in the data set's
+  # size); True: each split is read whole into host memory first (small sets).
+  config.data.tfds_in_memory = False
   config.data.image_size = 64  # training crop height (and width unless image_width > 0)
   config.data.image_width = 0  # 0: square crops
   config.data.num_train = 4096  # synthetic source: images in the train split

@@ -2,6 +2,8 @@
 
   python -m mangacolor_jax.benchmark --config configs/default.py [--config.batch_size=N]
   python -m mangacolor_jax.benchmark --config configs/pix2pix.py:256 --input_batches 0
+  python -m mangacolor_jax.benchmark --config configs/anime_faces_tfds.py --steps 0 \
+      --input_batches 200   # the input pipeline alone: images/s and peak host memory
 
 Prints one JSON line: steady-state training images/s (compilation excluded; the step is the
 real `train_step`, fed a fixed in-memory batch so only the model is timed) with the
@@ -29,7 +31,9 @@ from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Configuration file.", lock_config=True)
-flags.DEFINE_integer("steps", 20, "Timed training steps (after warm-up).")
+flags.DEFINE_integer("steps", 20, "Timed training steps (after warm-up); 0: time the input "
+                     "pipeline alone (--input_batches), whose peak host memory is then "
+                     "the pipeline's.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 flags.DEFINE_integer("input_batches", 20, "Batches timed for the input pipeline (0: skip).")
 flags.mark_flags_as_required(["config"])

@@ -18,8 +18,8 @@ hash of (seed, the cluster's smallest id), and each goes to the split in whose s
 ordered images its middle falls, which gives the requested shares to within a cluster.
 
 `--output` (a folder for this data set alone) gets the TFDS data set
-`mangacolor_images/1.0.0/` (TFRecord shards of PNG images, ids and tags: see
-`tfds_builder`), `splits.json` (the ids of each split and the clusters of more than one
+`mangacolor_images/1.0.0/` (ArrayRecord shards of 64-256 MB of PNG images, ids and tags,
+in id order: see `tfds_builder`), `splits.json` (the ids of each split and the clusters of more than one
 image) and `prepare_report.json` (split sizes, cluster statistics, the settings and a
 fingerprint of the inputs). The whole folder is built in a temporary folder beside `--output` and
 swapped in when complete: the report is never ahead of the data set. Re-running with the

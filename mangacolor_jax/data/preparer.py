@@ -179,7 +179,8 @@ def prepare(input_dir: str, output: str, *, split: str = "70/20/10", seed: int =
   records = load_records(input_dir)
   settings = {"split": [round(f, 6) for f in fractions], "seed": seed,
               "cluster_distance": cluster_distance, "cluster_colour": cluster_colour,
-              "builder": tfds_builder.NAME, "version": str(tfds_builder.MangacolorImages.VERSION)}
+              "builder": tfds_builder.NAME, "version": str(tfds_builder.MangacolorImages.VERSION),
+              "file_format": tfds_builder.FILE_FORMAT}
   print_ = fingerprint(records, settings)
   old = _up_to_date(output, print_, overwrite) if marker is not None else None
   if old is not None:
@@ -189,8 +190,10 @@ def prepare(input_dir: str, output: str, *, split: str = "70/20/10", seed: int =
   with staging.build_beside(output, COMMAND) as stage:
     tfds.disable_progress_bar()
     builder = tfds_builder.MangacolorImages(records=_builder_records(by_split), data_dir=stage,
-                                            file_format="tfrecord")
-    builder.download_and_prepare()
+                                            file_format=tfds_builder.FILE_FORMAT)
+    low, high = tfds_builder.SHARD_BYTES
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        min_shard_size=low, max_shard_size=high))
     # Load what was written, as training will.
     info = tfds.builder(tfds_builder.NAME, data_dir=stage).info
     expected = {s: len(rs) for s, rs in by_split.items()}

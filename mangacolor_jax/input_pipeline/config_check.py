@@ -155,6 +155,8 @@ def _check_tfds(config) -> None:
     if count < 1:
       raise ValueError(f"config.data.{field}={split!r}: split {split!r} of {tfds_dir} is "
                        "empty")
+  if not config.data.tfds_in_memory:
+    tfds_data.open_split(tfds_dir, name, train_split)  # raises for a TFRecord data set
   features = builder.info.features
   if "image" not in features:
     raise ValueError(f"config.data.tfds_dir={tfds_dir!r}: the data set has no 'image' feature "

@@ -12,16 +12,16 @@ Sources (`config.data.source`, one class each in `sources.py`):
 * ``tfds``: the TFDS data set `python -m mangacolor_jax.data.prepare` builds in
   `config.data.tfds_dir` (`tfds.builder("mangacolor_images", data_dir=...)`): training
   reads split `config.data.tfds_train_split` ("train"), evaluation
-  `config.data.tfds_eval_split` ("validation"; "test" for the final numbers). Each split is
-  read once, undecoded (`tfds.decode.SkipDecoding`), into host memory as a list of encoded
-  images ordered by id; example i is then item i of that list, decoded in the map like a
-  folder's file. That random access is what keeps this source's guarantees identical to
-  the folder's: the same permutation and per-example randomness, and a resume that skips
-  by arithmetic, before anything is decoded (TFRecord shards can only be read in order, so
-  streaming them would mean reading -- and with a shuffle buffer, decoding -- everything
-  skipped). The cost is host memory of about the split's encoded size per process: the
-  prepare report gives it (`bytes`): 52 MB for the 5.5k 64x64 faces of the development
-  set; at their compression, 100k 256-px PNGs would take about 15 GB.
+  `config.data.tfds_eval_split` ("validation"; "test" for the final numbers). prepare
+  stores each split as ArrayRecord shards in id order, so example i is record i, read from
+  disk when the map asks for it (undecoded, `tfds.decode.SkipDecoding`) and decoded like a
+  folder's file. That random access keeps this source's guarantees identical to the
+  folder's -- the same permutation and per-example randomness, a resume that skips by
+  arithmetic before anything is read, each process reading only its examples -- with host
+  memory flat in the data set's size (a TFRecord stream could only skip by reading, and
+  with a shuffle buffer decoding, everything skipped). `config.data.tfds_in_memory` reads
+  each split whole into host memory first instead (the same examples; the only way for
+  data sets stored as TFRecord).
 
 Training batches are reproducible bit for bit from (config, seed, start_index), whatever the
 parallelism: example number g of the run (counted over global batches) is fully determined by

@@ -101,31 +101,40 @@ class FolderSource:
 
 
 class TfdsSource:
-  """A split of the prepared TFDS data set, held encoded in host memory, ordered by id
-  (`tfds_data.load_split`), decoded when loaded; named by its ids."""
+  """A split of the prepared TFDS data set in id order (record i is the i-th id), decoded
+  when loaded; named by its ids. Records are read from disk one by one as the pipeline
+  asks for them (`tfds_data.open_split`), or, with `config.data.tfds_in_memory`, the split
+  is held encoded in host memory (`tfds_data.load_split`). Both give the same examples."""
   decodes_files = True
 
   def __init__(self, config, split: str):
     tfds_dir, name, train_split, eval_split = tfds_data.fields(config)
-    names = {"train": train_split, "val": eval_split, "test": "test"}
-    encoded, ids = tfds_data.load_split(tfds_dir, name, names[split])
-    if split == "val":
-      cap = int(config.data.max_val_images)
-      encoded, ids = encoded[:cap], ids[:cap]
-    self._encoded = encoded
-    self.size = len(encoded)
-    self._names = tf.constant(list(ids))
+    split_name = {"train": train_split, "val": eval_split, "test": "test"}[split]
+    if config.data.tfds_in_memory:
+      encoded, ids = tfds_data.load_split(tfds_dir, name, split_name)
+      self._image = encoded.__getitem__
+      self._id = lambda j: ids[j].encode("utf-8")
+      size = len(encoded)
+    else:
+      records = tfds_data.open_split(tfds_dir, name, split_name)
+      self._image = lambda j: records[j]["image"]
+      self._id = lambda j: records[j]["id"]
+      size = len(records)
+    self.size = min(size, int(config.data.max_val_images)) if split == "val" else size
+
+  def _bytes(self, read, i: tf.Tensor) -> tf.Tensor:
+    # A Python call under the GIL (a list lookup, or one record read from disk: about
+    # 0.1 ms): the bytes are not put in the graph, where a large constant would hit the
+    # 2 GB GraphDef limit.
+    contents = tf.numpy_function(lambda j: np.array(read(int(j)), dtype=object), [i],
+                                 tf.string, stateful=False)
+    return tf.ensure_shape(contents, [])
 
   def load(self, i: tf.Tensor) -> tf.Tensor:
-    encoded = self._encoded
-    # A Python list lookup (microseconds under the GIL): the bytes are not put in the
-    # graph, where a large constant would hit the 2 GB GraphDef limit.
-    contents = tf.numpy_function(lambda j: np.array(encoded[int(j)], dtype=object), [i],
-                                 tf.string, stateful=False)
-    return ops.decode_rgb(tf.ensure_shape(contents, []))
+    return ops.decode_rgb(self._bytes(self._image, i))
 
   def name(self, i: tf.Tensor) -> tf.Tensor:
-    return tf.gather(self._names, i)
+    return self._bytes(self._id, i)
 
 
 def create_source(config, split: str, image_dir: Optional[str] = None):

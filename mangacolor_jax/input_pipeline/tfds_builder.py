@@ -5,14 +5,20 @@ from Python: no `tfds` command line, no apache_beam). Load it anywhere with
 
   import tensorflow_datasets as tfds
   from mangacolor_jax.input_pipeline import tfds_builder  # registers the builder (optional)
-  ds = tfds.builder(tfds_builder.NAME, data_dir=DATA_DIR).as_dataset(split="train")
+  records = tfds.builder(tfds_builder.NAME, data_dir=DATA_DIR).as_data_source("train")
+  records[0]  # {"image": uint8 [H, W, 3], "id": bytes, "tags": [bytes]}, read from disk
 
 Without the import TFDS still loads it, read-only, from the files in DATA_DIR.
 
 Each example: "image" (uint8 [H, W, 3] RGB, stored as PNG at its own size), "id" (the
 image's id from the crawl or the clean), "tags" (its tags, possibly none). Splits: "train",
-"validation" and "test" (a split with no images is not written). Stored as TFRecord, which
-tf.data reads (ArrayRecord it does not).
+"validation" and "test" (a split with no images is not written).
+
+prepare stores it as ArrayRecord shards of 64-256 MB (`SHARD_BYTES`), written in the order
+of the ids (`disable_shuffling`): record i of a split is its i-th id, and training reads
+any record from disk without reading the others (`builder.as_data_source`), so a split
+larger than memory trains with the same shuffle and resume as a small one. Data sets that
+earlier versions stored as TFRecord still load, read whole into memory.
 """
 
 from typing import Dict, List, Optional
@@ -20,6 +26,9 @@ from typing import Dict, List, Optional
 import tensorflow_datasets as tfds
 
 NAME = "mangacolor_images"
+FILE_FORMAT = "array_record"
+# (min, max) bytes per shard: few enough files to open, small enough to write and copy.
+SHARD_BYTES = (64 << 20, 256 << 20)
 
 
 class MangacolorImages(tfds.core.GeneratorBasedBuilder):
@@ -49,6 +58,8 @@ class MangacolorImages(tfds.core.GeneratorBasedBuilder):
             "tags": tfds.features.Sequence(tfds.features.Text()),
         }),
         homepage="https://pypi.org/project/mangacolor_jax",
+        # Records in the order of the examples' keys (prepare sorts them by id), not hashed.
+        disable_shuffling=True,
     )
 
   def _split_generators(self, dl_manager):
@@ -60,7 +71,8 @@ class MangacolorImages(tfds.core.GeneratorBasedBuilder):
             for split, records in self._records.items() if records}
 
   def _generate_examples(self, records):
-    for record in records:
+    # Integer keys: with shuffling off, TFDS writes the records in the order of their keys.
+    for key, record in enumerate(records):
       image = record["image"]
-      yield record["id"], {"image": image() if callable(image) else image,
+      yield key, {"image": image() if callable(image) else image,
                            "id": record["id"], "tags": list(record["tags"])}

@@ -1,4 +1,10 @@
-"""Reading the TFDS data set that `python -m mangacolor_jax.data.prepare` builds."""
+"""Reading the TFDS data set that `python -m mangacolor_jax.data.prepare` builds.
+
+Two ways, `config.data.tfds_in_memory`: False (the default) reads each record from disk
+when the pipeline asks for it (`open_split`: ArrayRecord's random access, host memory flat
+in the data set's size); True reads a split whole into host memory once (`load_split`: for
+small sets, and the only way for data sets stored as TFRecord by earlier versions).
+"""
 
 import functools
 import os
@@ -38,6 +44,29 @@ def open_builder(tfds_dir: str, name: str):
   return builder
 
 
+def random_access(builder) -> bool:
+  """Whether the data set's records can be read one by one (ArrayRecord)."""
+  formats = builder.info.available_file_formats()
+  return bool(formats & set(tfds.core.FileFormat.with_random_access()))
+
+
+def open_split(tfds_dir: str, name: str, split: str):
+  """The split as a sequence of records ({"image": encoded bytes, "id": bytes, ...}) read
+  from disk on indexing; record i is the split's i-th id (prepare writes them in order).
+
+  Raises:
+    ValueError: naming config.data.tfds_in_memory, for a data set stored as TFRecord.
+  """
+  builder = open_builder(tfds_dir, name)
+  if not random_access(builder):
+    raise ValueError(
+        f"config.data.tfds_in_memory=False: the data set in {tfds_dir} is stored as "
+        f"{builder.info.file_format.value}, which cannot be read record by record: set "
+        "config.data.tfds_in_memory=True (the split is then held in host memory) or build "
+        "it again with python -m mangacolor_jax.data.prepare --overwrite (ArrayRecord)")
+  return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+
+
 def load_split(tfds_dir: str, name: str,
                split: str) -> Tuple[Tuple[bytes, ...], Tuple[str, ...]]:
   """(encoded images, ids) of a split, ordered by id; read once per process and split.
@@ -57,6 +86,15 @@ def _read_tfds_split(tfds_dir: str, name: str, split: str,
                      stamp: int) -> Tuple[Tuple[bytes, ...], Tuple[str, ...]]:
   del stamp  # only part of the cache key
   builder = open_builder(tfds_dir, name)
+  if random_access(builder):
+    records = open_split(tfds_dir, name, split)
+    encoded, ids = [], []
+    for i in range(len(records)):
+      record = records[i]
+      encoded.append(record["image"])
+      ids.append(record["id"].decode("utf-8"))
+    _log_in_memory(tfds_dir, name, split, encoded)
+    return tuple(encoded), tuple(ids)
   has_id = "id" in builder.info.features
   ds = builder.as_dataset(split=split, shuffle_files=False,
                           decoders={"image": tfds.decode.SkipDecoding()})
@@ -71,6 +109,10 @@ def _read_tfds_split(tfds_dir: str, name: str, split: str,
     encoded, ids = [encoded[i] for i in order], [ids[i] for i in order]
   else:
     ids = [f"{split}_{i:07d}" for i in range(len(encoded))]
+  _log_in_memory(tfds_dir, name, split, encoded)
+  return tuple(encoded), tuple(ids)
+
+
+def _log_in_memory(tfds_dir, name, split, encoded) -> None:
   logging.info("TFDS %s/%s split %s: %d images, %.1f MB encoded, in memory.", tfds_dir, name,
                split, len(encoded), sum(map(len, encoded)) / 1e6)
-  return tuple(encoded), tuple(ids)

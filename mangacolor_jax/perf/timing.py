@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 
+from mangacolor_jax.input_pipeline import config_check as data_check
 from mangacolor_jax.nn import hints as hints_lib
 from mangacolor_jax.nn import models
 from mangacolor_jax.runtime import compile as compile_lib
@@ -154,8 +155,22 @@ def input_rate(config, input_batches: int) -> dict:
 
 
 def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20) -> dict:
-  """Measures the config's training step, generator inference and input pipeline."""
+  """Measures the config's training step, generator inference and input pipeline; with
+  steps = 0 the input pipeline alone (its peak host memory is then the pipeline's)."""
   config_check.validate_config(config)
+  if steps > 0:
+    result = step_and_inference(config, steps, warmup)
+  else:
+    result = {"config_batch_size": config.batch_size, "lineart_on": config.data.lineart_on,
+              "image_size": list(data_check.image_hw(config))}
+  if input_batches > 0:
+    result.update(input_rate(config, input_batches))
+  result["peak_host_memory_mb"] = round(peak_host_memory_mb(), 1)
+  return result
+
+
+def step_and_inference(config, steps: int, warmup: int) -> dict:
+  """The training step's time, memory and cost, and the generator's inference rate."""
   bench = TrainBench(config)
   b = config.batch_size
   h, w = bench.nets.image_hw
@@ -178,7 +193,7 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
   infer_s = time.perf_counter() - t0
 
   lineart = device_lineart_cost(config, bench.mesh, (h, w), steps)
-  result = {
+  return {
       "config_batch_size": b,
       "lineart_on": config.data.lineart_on,
       "image_size": [h, w],
@@ -205,7 +220,3 @@ def benchmark(config, steps: int = 20, warmup: int = 2, input_batches: int = 20)
       "device_count": jax.device_count(),
       "process_count": jax.process_count(),
   }
-  if input_batches > 0:
-    result.update(input_rate(config, input_batches))
-  result["peak_host_memory_mb"] = round(peak_host_memory_mb(), 1)
-  return result

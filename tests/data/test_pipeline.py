@@ -119,6 +119,50 @@ def test_tfds_epoch_is_the_train_split_and_eval_reads_validation(data_dir):
   assert batches[-1]["valid"].tolist() == [1, 0, 0, 0]
 
 
+def test_records_read_from_disk_give_the_batches_of_the_split_in_memory(data_dir):
+  """tfds_in_memory=False (records read one by one from disk) and True (the split read
+  whole first) give the same training and evaluation batches."""
+  for make in (lambda c: datasets.create_train_dataset(c, seed=3, start_index=4),
+               datasets.create_eval_dataset):
+    disk = _take(make(_config(data_dir, tfds_in_memory=False)), 2)
+    memory = _take(make(_config(data_dir, tfds_in_memory=True)), 2)
+    assert all(_equal(a, b) for a, b in zip(disk, memory))
+
+
+def test_two_processes_read_each_training_image_once_per_epoch(data_dir):
+  """Each process reads its own half of every global batch (from disk); over one epoch
+  the two halves together are the train split, each image once."""
+  n_train = len(json.loads((data_dir / preparer.SPLITS_FILE).read_text())["splits"]["train"])
+  config = _config(data_dir, augment=False, extractors=("dilate",))
+  config.batch_size = n_train
+  whole = _take(datasets.create_train_dataset(config, seed=1), 1)[0]["target"]
+  config.batch_size = 2
+  steps = -(-n_train // 2)
+  halves = [np.concatenate([b["target"] for b in _take(datasets.create_train_dataset(
+      config, seed=1, process_index=p, process_count=2), steps)]) for p in range(2)]
+  # Global example g = 2 * step + process; the epoch is g < n_train.
+  read = np.stack([halves[g % 2][g // 2] for g in range(n_train)])
+  matches = [int(np.argmin(np.abs(whole - t).max(axis=(1, 2, 3)))) for t in read]
+  assert sorted(matches) == list(range(n_train))
+  np.testing.assert_array_equal(read, whole)
+
+
+def test_a_tfrecord_data_set_is_read_in_memory_only(tmp_path):
+  """Data sets stored as TFRecord (earlier versions of prepare) cannot be read record by
+  record: the error names config.data.tfds_in_memory, and with it set they train."""
+  from mangacolor_jax.input_pipeline import tfds_builder  # pylint: disable=g-import-not-at-top
+  records = {s: [{"image": _drawing(i), "id": f"p{i:02d}", "tags": []} for i in range(k)]
+             for s, k in (("train", 6), ("validation", 2))}
+  tfds_builder.MangacolorImages(records=records, data_dir=str(tmp_path),
+                                file_format="tfrecord").download_and_prepare()
+  with pytest.raises(ValueError, match="config.data.tfds_in_memory=False: .* stored as tfrecord"):
+    data_check.validate_data_config(_config(tmp_path))
+  config = _config(tmp_path, tfds_in_memory=True)
+  data_check.validate_data_config(config)
+  assert _take(datasets.create_train_dataset(config, seed=0), 1)[0]["target"].shape == (
+      4,) + _HW + (3,)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("tfds_dir", "", "config.data.tfds_dir is empty"),
     ("tfds_dir", "/nonexistent/tfds", "does not exist"),

@@ -63,8 +63,12 @@ def make_folder(root: Path, singles: int = 24, clusters: int = 4):
 
 
 def _load(data_dir, split):
-  ds = tfds.builder(tfds_builder.NAME, data_dir=str(data_dir)).as_dataset(split=split)
-  return {ex["id"].decode(): ex for ex in tfds.as_numpy(ds)}
+  """The split's records by id, read as training reads them (ArrayRecord, record by
+  record), after checking that they are stored in id order."""
+  records = tfds.builder(tfds_builder.NAME, data_dir=str(data_dir)).as_data_source(split)
+  ids = [records[i]["id"].decode() for i in range(len(records))]
+  assert ids == sorted(ids), f"the {split} split is not stored in id order"
+  return {i: records[k] for k, i in enumerate(ids)}
 
 
 def test_parse_split():
@@ -129,7 +133,7 @@ def test_prepare_round_trip_without_leakage(tmp_path):
   assert report["clusters_of_several"] == len(groups) and report["largest_cluster"] == 3
 
   # Same inputs and settings: nothing is rebuilt.
-  shard = next((data_dir / tfds_builder.NAME / "1.0.0").glob("*train.tfrecord*"))
+  shard = next((data_dir / tfds_builder.NAME / "1.0.0").glob("*train.array_record*"))
   mtime = shard.stat().st_mtime_ns
   assert preparer.prepare(str(tmp_path / "clean"), str(data_dir), seed=3) == report
   assert shard.stat().st_mtime_ns == mtime

@@ -164,6 +164,37 @@ def test_line_art_on_the_device_trains_and_resumes_exactly(tiny_config, tmp_path
   assert_same_state(reference, resumed)
 
 
+def _kill_and_resume_matches_a_straight_run(config, tmp_path, monkeypatch, assert_same_state):
+  """4 steps straight, and 4 steps killed after the step-2 checkpoint then resumed: the
+  same final state."""
+  config.num_train_steps = 4
+  config.eval_every_steps = 2
+  reference = loop.train_and_evaluate(config, str(tmp_path / "straight"))
+  crash_after_two_steps(config, str(tmp_path / "resumed"), monkeypatch)
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == 4
+  assert_same_state(reference, resumed)
+
+
+def test_training_from_disk_records_resumes_exactly(tiny_config, tmp_path, monkeypatch,
+                                                    assert_same_state):
+  """config.data.source = "tfds" read record by record from disk (the default): a run
+  killed after its step-2 checkpoint resumes to the uninterrupted run's state."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.data import preparer  # pylint: disable=g-import-not-at-top
+  from mangacolor_jax.input_pipeline import synthetic  # pylint: disable=g-import-not-at-top
+  pictures = tmp_path / "pictures"
+  pictures.mkdir()
+  for i in range(24):
+    Image.fromarray(synthetic.render(7, i, 32, 32)).save(pictures / f"c{i:02d}.png")
+  preparer.prepare(str(pictures), str(tmp_path / "prepared"), split="70/30/0")
+  tiny_config.data.source = "tfds"
+  tiny_config.data.tfds_dir = str(tmp_path / "prepared")
+  assert not tiny_config.data.tfds_in_memory
+  _kill_and_resume_matches_a_straight_run(tiny_config, tmp_path, monkeypatch,
+                                          assert_same_state)
+
+
 def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(
     tiny_config, ci_faces, tmp_path, monkeypatch, assert_same_state):
   # Files that look like images but are not (a truncated download, an HTML error page),
@@ -173,13 +204,8 @@ def test_resume_is_exact_over_a_folder_with_files_that_do_not_decode(
   tiny_config.data.source = "folder"
   tiny_config.data.image_dir = str(ci_faces)
   tiny_config.data.val_fraction = 0.1
-  tiny_config.num_train_steps = 4
-  tiny_config.eval_every_steps = 2
-  reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
-  crash_after_two_steps(tiny_config, str(tmp_path / "resumed"), monkeypatch)
-  resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
-  assert int(resumed.step) == 4
-  assert_same_state(reference, resumed)
+  _kill_and_resume_matches_a_straight_run(tiny_config, tmp_path, monkeypatch,
+                                          assert_same_state)
 
 
 class _StopAfter:
