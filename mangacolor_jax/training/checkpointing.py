@@ -224,18 +224,8 @@ class Checkpointer:
         `force`, which usually means a run was resumed from the wrong step.
     """
     step = int(step)
-    if step in self._manager.all_steps():
-      logging.warning(
-          "Checkpoint step %d already exists in %s; not overwriting it.",
-          step, self._directory,
-      )
+    if not self._is_new_step(step, force):
       return False
-    latest = self.latest_step()
-    if latest is not None and step < latest and not force:
-      raise ValueError(
-          f"Refusing to save step {step} in {self._directory}: the latest "
-          f"checkpoint is step {latest}. Pass force=True to write it anyway."
-      )
     if metrics is not None:
       # JSON cannot hold jax/numpy scalars.
       metrics = {k: float(v) for k, v in metrics.items()}
@@ -259,6 +249,22 @@ class Checkpointer:
           step, self._directory, metrics,
       )
     return saved
+
+  def _is_new_step(self, step: int, force: bool) -> bool:
+    """False for a step already saved (kept as it is); raises for an old one (`save`)."""
+    if step in self._manager.all_steps():
+      logging.warning(
+          "Checkpoint step %d already exists in %s; not overwriting it.",
+          step, self._directory,
+      )
+      return False
+    latest = self.latest_step()
+    if latest is not None and step < latest and not force:
+      raise ValueError(
+          f"Refusing to save step {step} in {self._directory}: the latest "
+          f"checkpoint is step {latest}. Pass force=True to write it anyway."
+      )
+    return True
 
   def all_steps(self) -> list[int]:
     """Returns the kept (or being written) steps, ascending."""
