@@ -89,6 +89,9 @@ def get_config():
   config.data.flip = True
   config.data.max_rotation = 0.0  # degrees of random rotation (zoomed: no empty corners)
   config.data.color_jitter = 0.0  # 0 keeps the character's palette
+  # Training line art moved by a random share in [0, line_weight] toward its 3x3 minimum:
+  # heavier lines, as other pens draw them (0: off).
+  config.data.line_weight = 0.0
 
   config.model = ml_collections.ConfigDict()
   # How the 4x4/2 convolutions of both networks are computed: conv | space_to_depth | auto,

@@ -35,7 +35,8 @@ Training augmentation (`config.data.augment`): a random crop with the output's a
 (`crop_scale`, at a random position: the shift), an optional small rotation
 (`max_rotation` degrees, zoomed so no corner is left empty; 0 by default), a flip, and
 colour jitter of the target (`color_jitter`: hue, saturation, brightness); the line art is
-extracted after all of them, so the pair stays consistent.
+extracted after all of them, so the pair stays consistent, then optionally made heavier
+(`line_weight`: `lineart.thicken` by a random share, as pens of other widths draw).
 
 Use from JAX:
 
@@ -71,6 +72,7 @@ _SHUFFLE_SALT = 0x5F1E
 _SAMPLE_SALT = 0xA6
 # Separate from the six per-example keys so that turning rotation on changes nothing else.
 _ROTATION_SALT = 0x207
+_LINE_WEIGHT_SALT = 0x3E1  # likewise for config.data.line_weight
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -140,14 +142,24 @@ def _train_example_fn(config, source, seed: int, lineart_on_device: bool = False
     else:
       target = ops.crop_resize(image, hw, tf.constant(1.0), tf.constant([0.5, 0.5]),
                                lineart_on_device)
+    weight = None
+    if data.line_weight > 0:
+      weight = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(
+          tf.random.experimental.stateless_fold_in(sample_key, g), _LINE_WEIGHT_SALT),
+                                           0.0, float(data.line_weight))
     if lineart_on_device:
       choice, param = lineart.random_choice(keys[5], extractors, tuple(data.xdog_sigma),
                                             tuple(data.dilate_gain))
       kinds = tf.constant([config_check.EXTRACTORS.index(e) for e in extractors], tf.int32)
-      return _device_draw(target * 2.0 - 1.0, tf.gather(kinds, choice), param)
+      example = _device_draw(target * 2.0 - 1.0, tf.gather(kinds, choice), param)
+      if weight is not None:
+        example["lineart_weight"] = weight
+      return example
     art = lineart.random_lineart(
         target, keys[5], extractors=extractors, xdog_sigma=tuple(data.xdog_sigma),
         dilate_gain=tuple(data.dilate_gain), upscale=int(data.lineart_upscale))
+    if weight is not None:
+      art = lineart.thicken(art, weight)
     return {"lineart": art * 2.0 - 1.0, "target": target * 2.0 - 1.0}
 
   return make_example

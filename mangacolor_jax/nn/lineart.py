@@ -136,8 +136,15 @@ def dilation_difference(image: jax.Array, gain: jax.Array, size: int = 3) -> jax
   return 1.0 - jnp.clip(d, 0.0, 1.0)
 
 
+def thicken(art: jax.Array, strength: jax.Array) -> jax.Array:
+  """`input_pipeline.lineart.thicken` on a batch: [B, H, W, 1], per-example strength [B]."""
+  spread = jax.lax.reduce_window(art, jnp.inf, jax.lax.min, (1, 3, 3, 1), (1, 1, 1, 1),
+                                 ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return art + strength.astype(jnp.float32)[:, None, None, None] * (spread - art)
+
+
 def lineart(target: jax.Array, kind: jax.Array, param: jax.Array, max_sigma: float,
-            upscale: int = 2) -> jax.Array:
+            upscale: int = 2, weight: jax.Array | None = None) -> jax.Array:
   """Each example's line art by its extractor: [B, H, W, 3] in [-1, 1] -> [B, H, W, 1]
   in [-1, 1] (-1 = ink), as the CPU path feeds the model.
 
@@ -147,6 +154,7 @@ def lineart(target: jax.Array, kind: jax.Array, param: jax.Array, max_sigma: flo
     param: float [B], the XDoG sigma or dilation gain of each example.
     max_sigma: the largest XDoG sigma the batch may hold (sizes the kernels).
     upscale: XDoG computation scale (`config.data.lineart_upscale`).
+    weight: optional float [B], each example's `thicken` strength.
   """
   image = (target.astype(jnp.float32) + 1.0) * 0.5
   is_xdog = kind == EXTRACTORS.index("xdog")
@@ -154,4 +162,6 @@ def lineart(target: jax.Array, kind: jax.Array, param: jax.Array, max_sigma: flo
   art = jnp.where(is_xdog[:, None, None, None],
                   xdog(image, sigma, kernel_radius(max_sigma), upscale),
                   dilation_difference(image, jnp.where(is_xdog, 0.0, param)))
+  if weight is not None:
+    art = thicken(art, weight)
   return art * 2.0 - 1.0

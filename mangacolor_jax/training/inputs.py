@@ -31,7 +31,8 @@ def complete(batch: dict, max_sigma: float, upscale: int) -> dict:
   """A placed device-path batch with its "lineart" made from its draw."""
   batch = dict(batch)
   kind, param = batch.pop("lineart_kind"), batch.pop("lineart_param")
-  batch["lineart"] = lineart_lib.lineart(batch["target"], kind, param, max_sigma, upscale)
+  batch["lineart"] = lineart_lib.lineart(batch["target"], kind, param, max_sigma, upscale,
+                                         batch.pop("lineart_weight", None))
   return batch
 
 

@@ -136,6 +136,17 @@ def test_random_lineart_is_seeded_and_uses_every_extractor():
     lineart.random_lineart(image, tf.constant([0, 0]), extractors=("sketchkeras",))
 
 
+def test_line_weight_makes_training_lines_heavier_and_changes_nothing_else():
+  plain = _take(datasets.create_train_dataset(_config(), seed=2), 2)
+  heavy = _take(datasets.create_train_dataset(_config(line_weight=1.0), seed=2), 2)
+  for a, b in zip(plain, heavy):
+    np.testing.assert_array_equal(a["target"], b["target"])  # the same examples
+    assert np.all(b["lineart"] <= a["lineart"] + 1e-6)  # only ever more ink
+    assert (b["lineart"] < 0).mean() > 1.2 * (a["lineart"] < 0).mean()
+  with pytest.raises(ValueError, match="config.data.line_weight"):
+    data_check.validate_data_config(_config(line_weight=1.5))
+
+
 def test_to_lineart_numpy_accepts_gray_rgb_and_rgba():
   rgb = synthetic.render(0, 0, 32, 48)
   out = lineart.to_lineart_numpy(rgb)

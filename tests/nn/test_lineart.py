@@ -69,6 +69,21 @@ def test_dilation_difference_matches_the_cpu_path(images):
   np.testing.assert_allclose(np.asarray(got), want, atol=1.0 / 255)
 
 
+def test_thicken_matches_the_cpu_path_and_spreads_ink_one_pixel(images):
+  art = np.stack([host.xdog(tf.constant(im), tf.constant(0.4)).numpy() for im in images])
+  strengths = np.linspace(0.0, 1.0, len(images)).astype(np.float32)
+  want = np.stack([host.thicken(tf.constant(a), tf.constant(w)).numpy()
+                   for a, w in zip(art, strengths)])
+  got = np.asarray(device.thicken(jnp.asarray(art), jnp.asarray(strengths)))
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  np.testing.assert_array_equal(want[0], art[0])  # strength 0: the line art as it was
+  dot = np.ones((1, 5, 5, 1), np.float32)
+  dot[0, 2, 2] = 0.0
+  heavy = np.asarray(device.thicken(jnp.asarray(dot), jnp.asarray([0.5])))[0, ..., 0]
+  np.testing.assert_allclose(heavy[1:4, 1:4], [[.5, .5, .5], [.5, 0, .5], [.5, .5, .5]])
+  assert heavy[0].min() == heavy[:, 0].min() == 1.0  # one pixel each way, no further
+
+
 def test_the_evaluation_sigma_and_extractor_indices_are_the_cpu_paths():
   # The draw's `kind` indexes both tuples: the device path keeps its own copy (nn imports
   # nothing from the input pipeline).
@@ -76,12 +91,13 @@ def test_the_evaluation_sigma_and_extractor_indices_are_the_cpu_paths():
   assert device.EXTRACTORS == host.EXTRACTORS
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_device_batches_are_the_host_batches(tiny_config, training):
-  """The same examples, the same extractor and parameter draws: a device-path batch,
-  completed on the mesh, is the host path's batch."""
+@pytest.mark.parametrize("training, line_weight", [(True, 0.0), (False, 0.0), (True, 0.8)])
+def test_device_batches_are_the_host_batches(tiny_config, training, line_weight):
+  """The same examples, the same extractor, parameter and line-weight draws: a
+  device-path batch, completed on the mesh, is the host path's batch."""
   config = tiny_config
   config.data.lineart_on = "device"
+  config.data.line_weight = line_weight
   mesh = mesh_lib.create_mesh()
 
   def first(on_device):
@@ -96,7 +112,8 @@ def test_device_batches_are_the_host_batches(tiny_config, training):
     return batch
 
   want, draw = first(False), first(True)
-  assert set(draw) == {"target", "lineart_kind", "lineart_param"}
+  assert set(draw) == {"target", "lineart_kind", "lineart_param"} | (
+      {"lineart_weight"} if line_weight else set())
   if training:  # both extractors drawn (8 examples)
     assert set(draw["lineart_kind"]) == {0, 1}
   got = mesh_lib.fetch(inputs.Placer(config, mesh, training=training)(draw))
