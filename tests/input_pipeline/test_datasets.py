@@ -147,6 +147,29 @@ def test_line_weight_makes_training_lines_heavier_and_changes_nothing_else():
     data_check.validate_data_config(_config(line_weight=1.5))
 
 
+def test_the_folder_check_leaves_out_every_kind_of_broken_file(tmp_path):
+  """The start-up check (`sources.drop_undecodable`, PNGs by chunk CRCs without inflating
+  them) keeps what TensorFlow's decoder reads and leaves out what it cannot."""
+  picture = Image.fromarray(synthetic.render(0, 1, 48, 64))
+  picture.save(tmp_path / "good.png")
+  picture.save(tmp_path / "good.jpg", quality=90)
+  picture.save(tmp_path / "png_named.jpg", format="PNG")
+  png, jpg = (tmp_path / "good.png").read_bytes(), (tmp_path / "good.jpg").read_bytes()
+  broken = {"html.png": b"<html>not an image</html>", "empty.jpg": b"",
+            "cut.png": png[:len(png) // 2], "cut.jpg": jpg[:len(jpg) // 2],
+            # One byte of the compressed pixels changed: the chunk's CRC no longer holds.
+            "flipped.png": png[:60] + bytes([png[60] ^ 0xFF]) + png[61:]}
+  for name, data in broken.items():
+    (tmp_path / name).write_bytes(data)
+  paths = sorted(str(p) for p in tmp_path.iterdir())
+  ok, bad = sources.drop_undecodable(paths)
+  assert sorted(os.path.basename(p) for p in ok) == ["good.jpg", "good.png", "png_named.jpg"]
+  assert sorted(os.path.basename(p) for p in bad) == sorted(broken)
+  for path in bad:  # what the check leaves out, the stream's decoder cannot read either
+    with pytest.raises(tf.errors.OpError):
+      tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+
+
 def test_to_lineart_numpy_accepts_gray_rgb_and_rgba():
   rgb = synthetic.render(0, 0, 32, 48)
   out = lineart.to_lineart_numpy(rgb)
