@@ -231,6 +231,47 @@ def create_train_dataset(config,
   return ds.with_options(_options())
 
 
+def _eval_example_fn(config, source, per_process: int, process_index: int,
+                     lineart_on_device: bool):
+  """local -> this process's evaluation example number `local`: a centred crop and the
+  fixed line art of its image, or padding past the end (valid = 0)."""
+  global_batch = config.batch_size
+  n = source.size
+  hw = config_check.image_hw(config)
+  upscale = int(config.data.lineart_upscale)
+
+  def make_example(local):
+    g = (local // per_process) * global_batch + process_index * per_process + (
+        local % per_process)
+    valid = g < n
+    index = tf.minimum(g, n - 1)
+
+    def real():
+      target = ops.crop_resize(source.load(index), hw, tf.constant(1.0),
+                               tf.constant([0.5, 0.5]), lineart_on_device)
+      if lineart_on_device:
+        return tf.zeros(list(hw) + [1]), target * 2.0 - 1.0
+      return lineart.fixed_lineart(target, upscale=upscale) * 2.0 - 1.0, target * 2.0 - 1.0
+
+    def padding():
+      return tf.zeros(list(hw) + [1]), tf.zeros(list(hw) + [3])
+
+    art, target = tf.cond(valid, real, padding)
+    example = {
+        "lineart": tf.ensure_shape(art, list(hw) + [1]),
+        "target": tf.ensure_shape(target, list(hw) + [3]),
+        "valid": tf.cast(valid, tf.float32),
+        "name": tf.where(valid, source.name(index), ""),
+    }
+    if lineart_on_device:
+      del example["lineart"]
+      example.update(_device_draw(example["target"], config_check.EXTRACTORS.index("xdog"),
+                                  lineart.EVAL_SIGMA))
+    return example
+
+  return make_example
+
+
 def count_eval_images(config, image_dir: Optional[str] = None) -> int:
   """Number of real (not padding) images `create_eval_dataset` yields over all processes."""
   if image_dir is None:
@@ -268,42 +309,10 @@ def create_eval_dataset(config,
   """
   config_check.validate_data_config(config)
   per_process = _batch_split(config, process_index, process_count)
-  global_batch = config.batch_size
   source = sources.create_source(config, split, image_dir=image_dir)
-  n = source.size
-  hw = config_check.image_hw(config)
-  upscale = int(config.data.lineart_upscale)
-  num_batches = -(-n // global_batch)
-
-  def make_example(local):
-    g = (local // per_process) * global_batch + process_index * per_process + (
-        local % per_process)
-    valid = g < n
-    index = tf.minimum(g, n - 1)
-
-    def real():
-      target = ops.crop_resize(source.load(index), hw, tf.constant(1.0),
-                               tf.constant([0.5, 0.5]), lineart_on_device)
-      if lineart_on_device:
-        return tf.zeros(list(hw) + [1]), target * 2.0 - 1.0
-      return lineart.fixed_lineart(target, upscale=upscale) * 2.0 - 1.0, target * 2.0 - 1.0
-
-    def padding():
-      return tf.zeros(list(hw) + [1]), tf.zeros(list(hw) + [3])
-
-    art, target = tf.cond(valid, real, padding)
-    example = {
-        "lineart": tf.ensure_shape(art, list(hw) + [1]),
-        "target": tf.ensure_shape(target, list(hw) + [3]),
-        "valid": tf.cast(valid, tf.float32),
-        "name": tf.where(valid, source.name(index), ""),
-    }
-    if lineart_on_device:
-      del example["lineart"]
-      example.update(_device_draw(example["target"], config_check.EXTRACTORS.index("xdog"),
-                                  lineart.EVAL_SIGMA))
-    return example
-
+  num_batches = -(-source.size // config.batch_size)
+  make_example = _eval_example_fn(config, source, per_process, process_index,
+                                  lineart_on_device)
   ds = tf.data.Dataset.range(num_batches * per_process)
   ds = ds.map(make_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(per_process, drop_remainder=True)
