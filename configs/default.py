@@ -111,6 +111,9 @@ def get_config():
   config.model.gen.dropout = 0.0  # decoder dropout rate
   # With hints: every encoder level also sees the hints pooled to its resolution.
   config.model.gen.hint_pyramid = False
+  # > 0: a full-resolution head of this width reads the decoder's output beside the input
+  # (line art, hints) before the last conv to RGB (0: pix2pix's outermost level).
+  config.model.gen.head_features = 0
   # The discriminator: the fields of nn.models.PatchDiscriminator.
   config.model.disc = ml_collections.ConfigDict()
   config.model.disc.features = 32

@@ -39,6 +39,10 @@ class UNetGenerator(nn.Module):
     hint_pyramid: with hints (the input's last `hint_channels` channels), give every
       encoder level the hints pooled to its resolution (`pool_hints`) beside its input, so
       the coarse levels, which see whole regions, read the painted colours directly.
+    head_features: 0: the outermost decoder level maps to RGB (pix2pix). > 0: it maps to
+      this many channels at full resolution, which (after the decoder's activation) are
+      concatenated with the generator's input and mapped to RGB by a 3x3 conv, so the last
+      layer sees every line and every painted pixel at the output's resolution.
     hint_channels: how many of the input's channels are hints (0 or 4; set from the config).
     downsample: how the encoder's 4x4/2 convs are computed (`Downsample`):
       conv, space_to_depth or auto; the same function and parameters either way.
@@ -53,6 +57,7 @@ class UNetGenerator(nn.Module):
   upsample: str = "resize"
   dropout: float = 0.0
   hint_pyramid: bool = False
+  head_features: int = 0
   hint_channels: int = 0
   downsample: str = "conv"
   dtype: Any = jnp.float32
@@ -66,7 +71,7 @@ class UNetGenerator(nn.Module):
     widths = [min(self.features * 2**i, self.max_features) for i in range(self.depth)]
     enc_act = "prelu" if self.activation == "prelu" else "leaky_relu"
 
-    x = x.astype(self.dtype)
+    x = inputs = x.astype(self.dtype)
     skips = []
     for i, width in enumerate(widths):
       if i > 0:
@@ -82,13 +87,18 @@ class UNetGenerator(nn.Module):
       if i < self.depth - 1:
         x = jnp.concatenate([skips[i], x], axis=-1)
       x = layers_lib.Activation(self.activation, name=f"dec{i}_act")(x)
-      out = self.out_channels if i == 0 else widths[i - 1]
+      out = widths[i - 1] if i > 0 else (self.head_features or self.out_channels)
       x = resampling.Upsample(out, self.upsample, use_bias=(i == 0), dtype=self.dtype,
                    name=f"dec{i}_up")(x)
       if i > 0:
         x = norm(name=f"dec{i}_norm")(x)
         if self.dropout > 0 and i >= self.depth // 2:
           x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    if self.head_features:
+      x = layers_lib.Activation(self.activation, name="head_act")(x)
+      x = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype,
+                  kernel_init=layers_lib.conv_init, name="head_conv")(
+                      jnp.concatenate([x, inputs], axis=-1))
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -156,6 +166,8 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
       raise ValueError(f"config.model.{field}={value} must be positive")
   if not 0.0 <= m.ema_decay < 1.0:
     raise ValueError(f"config.model.ema_decay={m.ema_decay} must be in [0, 1)")
+  if int(gen.head_features) < 0:
+    raise ValueError(f"config.model.gen.head_features={gen.head_features} must be >= 0")
   if not 0.0 <= gen.dropout < 1.0:
     raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw

@@ -35,6 +35,7 @@ def upgrade_saved_config(config: dict) -> dict:
   model.setdefault("freeze", [])
   model.setdefault("ema_decay", 0.0)
   model.setdefault("gen", {}).setdefault("hint_pyramid", False)
+  model["gen"].setdefault("head_features", 0)
   config.get("data", {}).pop("tfds_name", None)
   config.get("data", {}).setdefault("lineart_on", "host")
   return config

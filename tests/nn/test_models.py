@@ -140,3 +140,32 @@ def test_hint_pyramid_lets_a_hint_reach_the_coarse_levels(tiny_config):
           models.count_params(plain["params"]) + extra)
   assert models.count_params(plain["params"]) == expected_generator_params(
       cin, gen.features, gen.max_features, gen.depth)
+
+
+def test_full_resolution_head_reads_the_input_beside_the_decoder(tiny_config):
+  """head_features > 0: the outermost level maps to that many channels, and a 3x3 conv over
+  them and the input makes RGB, so an output pixel depends on the input pixel under it
+  through one layer; 0 is the network it always was."""
+  tiny_config.hints.mode = "strokes"
+  cin = models.input_channels(tiny_config)
+  x = jnp.zeros((1, 32, 48, cin))
+  plain = models.create_models(tiny_config)[0].init(jax.random.key(0), x, train=False)
+  tiny_config.model.gen.head_features = 8
+  gen_module = models.create_models(tiny_config)[0]
+  head = gen_module.init(jax.random.key(0), x, train=False)
+  gen = tiny_config.model.gen
+  c_in = 2 * gen.features  # the outermost level's input: its skip and the level below
+  old_last = 9 * c_in * 3 + 3
+  new_last = 9 * c_in * 8 + 8 + 9 * (8 + cin) * 3 + 3
+  assert (models.count_params(head["params"]) ==
+          models.count_params(plain["params"]) - old_last + new_last)
+  # Zero every weight but the head's input-channel taps: the line art alone reaches RGB.
+  params = jax.tree_util.tree_map(jnp.zeros_like, head["params"])
+  kernel = np.zeros(head["params"]["head_conv"]["kernel"].shape, np.float32)
+  kernel[1, 1, 8, :] = 1.0  # centre tap of the line-art channel
+  params["head_conv"]["kernel"] = jnp.asarray(kernel)
+  lineart = np.zeros((1, 32, 48, cin), np.float32)
+  lineart[0, 5, 7, 0] = 0.5
+  out = gen_module.apply({**head, "params": params}, jnp.asarray(lineart), train=False)
+  np.testing.assert_allclose(np.asarray(out)[0, 5, 7], np.tanh(0.5), rtol=1e-6)
+  assert float(jnp.abs(out).sum()) == pytest.approx(3 * np.tanh(0.5), rel=1e-5)
