@@ -70,6 +70,10 @@ def get_config():
   config.data.image_width = 0  # 0: square crops
   config.data.num_train = 4096  # synthetic source: images in the train split
   config.data.num_val = 256  # synthetic source: images in the validation split
+  # folder source, training split: how broken files are found (input_pipeline/sources.py):
+  # decode (every file once at start-up) | lazy (each when first read, from its first and
+  # last bytes; for millions of files) | auto (decode up to 20,000 files, else lazy).
+  config.data.file_check = "auto"
   config.data.val_fraction = 0.05  # folder source: share of files held out (fixed split)
   # folder source: share of files held out first as the test split (fixed, by a hash of the
   # file name), never read by training or validation; the quality protocol scores on it.

@@ -18,6 +18,8 @@ SOURCES = ("synthetic", "folder", "tfds")
 EXTRACTORS = ("xdog", "dilate")
 # Where the line art is made (`training.inputs`): by the input pipeline, or on the mesh.
 LINEART_PLACES = ("host", "device")
+# How a folder source finds broken training files (input_pipeline/sources.FolderSource).
+FILE_CHECKS = ("auto", "decode", "lazy")
 _MIN_SIDE = 16
 _FILES_TO_PROBE = 8
 
@@ -131,6 +133,9 @@ def validate_data_config(config) -> None:
       raise ValueError(
           f"config.data.num_val={data.num_val!r}: the validation split would be empty")
   else:
+    if data.file_check not in FILE_CHECKS:
+      raise ValueError(f"config.data.file_check={data.file_check!r} is not one of "
+                       f"{FILE_CHECKS}")
     if not 0.0 < data.val_fraction < 1.0:
       raise ValueError(f"config.data.val_fraction={data.val_fraction!r} must be in (0, 1)")
     if not 0.0 <= data.test_fraction < 1.0 - data.val_fraction:

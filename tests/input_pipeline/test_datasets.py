@@ -170,6 +170,80 @@ def test_the_folder_check_leaves_out_every_kind_of_broken_file(tmp_path):
       tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
 
 
+def _broken_and_good_files(folder):
+  """Good images of each format and the broken files a real folder holds, by name."""
+  picture = Image.fromarray(synthetic.render(0, 1, 48, 64))
+  picture.save(folder / "good.png")
+  picture.save(folder / "good.jpg", quality=90)
+  picture.save(folder / "good.webp", quality=90)
+  picture.save(folder / "png_named.jpg", format="PNG")
+  png, jpg = (folder / "good.png").read_bytes(), (folder / "good.jpg").read_bytes()
+  (folder / "trailing.jpg").write_bytes(jpg + b"\0" * 20)  # bytes after the end marker
+  broken = {"html.png": b"<html>not an image</html>", "empty.jpg": b"",
+            "cut.png": png[:len(png) // 2], "cut.jpg": jpg[:len(jpg) // 2],
+            "cut.webp": (folder / "good.webp").read_bytes()[:200]}
+  for name, data in broken.items():
+    (folder / name).write_bytes(data)
+  return broken
+
+
+def test_the_lazy_check_tells_whole_files_from_cut_ones_by_their_ends(tmp_path):
+  """`sources.looks_whole` reads a file's first and last bytes: it passes every good
+  image and fails the empty, the non-image and the cut-short ones, which the decoder
+  cannot read either."""
+  broken = _broken_and_good_files(tmp_path)
+  verdicts = {p.name: bool(sources.looks_whole(tf.io.read_file(str(p))))
+              for p in tmp_path.iterdir()}
+  assert verdicts == {name: name not in broken for name in verdicts}
+  for name in broken:
+    with pytest.raises(tf.errors.OpError):
+      tf.io.decode_image(tf.io.read_file(str(tmp_path / name)), channels=0,
+                         expand_animations=False)
+
+
+def test_a_lazily_checked_folder_reads_no_broken_file_and_resumes_exactly(
+    tmp_path, monkeypatch):
+  """file_check=lazy: nothing is checked at start-up; a broken file met by the stream is
+  replaced by the next file of the list, so the examples are a function of their number
+  alone: a stream started at example 8 gives what the stream from 0 gave there, and
+  the broken files' places are filled, not dropped."""
+  for i in range(10):
+    Image.fromarray(synthetic.render(3, i, 32, 48)).save(tmp_path / f"f{i:02d}.png")
+  (tmp_path.parent / "kinds").mkdir()
+  for i, data in enumerate(_broken_and_good_files(tmp_path.parent / "kinds").values()):
+    (tmp_path / f"f{i:02d}b.png").write_bytes(data)  # right after a good file
+  config = _config(source="folder", image_dir=str(tmp_path), val_fraction=0.1,
+                   file_check="lazy", augment=False)
+  source = sources.create_source(config, "train")
+  assert source.check == "lazy" and source.size == 13  # 15 files, 2 for validation
+  whole = _take(datasets.create_train_dataset(config, seed=1), 6)
+  resumed = _take(datasets.create_train_dataset(config, seed=1, start_index=8), 4)
+  for a, b in zip(whole[2:], resumed):
+    _assert_batches_equal(a, b)
+  # Every example of an epoch is one of the good images (the stream lost none).
+  good = {np.asarray(Image.open(tmp_path / f"f{i:02d}.png")).tobytes() for i in range(10)}
+  epoch = np.concatenate([b["target"] for b in whole])[:13]
+  for target in epoch:
+    image = np.round((target + 1.0) * 127.5).astype(np.uint8)
+    assert image.tobytes() in good
+  # auto: whole folders up to FULL_CHECK_MAX_FILES files, lazily above.
+  monkeypatch.setattr(sources, "FULL_CHECK_MAX_FILES", 12)
+  config.data.file_check = "auto"
+  assert sources.create_source(config, "train").check == "lazy"
+  assert sources.create_source(config, "val").check == "decode"
+  monkeypatch.setattr(sources, "FULL_CHECK_MAX_FILES", 13)
+  assert sources.create_source(config, "train").check == "decode"
+
+
+@pytest.mark.parametrize("root", ["data", "data/", "./data", "data//sub/..", "/abs/data"])
+def test_relative_paths_are_relpaths(root):
+  """The names of a folder's files (`sources.relative_paths`, by slicing) are exactly
+  `os.path.relpath`'s, whatever way the root is written."""
+  inner = ["a.png", "sub/b.jpg", "sub/deeper/c.webp"]
+  paths = [os.path.join(root, p) for p in inner] + ["elsewhere/d.png"]
+  assert sources.relative_paths(paths, root) == [os.path.relpath(p, root) for p in paths]
+
+
 def test_to_lineart_numpy_accepts_gray_rgb_and_rgba():
   rgb = synthetic.render(0, 0, 32, 48)
   out = lineart.to_lineart_numpy(rgb)
