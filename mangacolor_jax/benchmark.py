@@ -27,6 +27,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from mangacolor_jax.perf import timing
+from mangacolor_jax.training import config_check
 from mangacolor_jax.utils import cli
 
 FLAGS = flags.FLAGS
@@ -42,7 +43,6 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  from mangacolor_jax.training import config_check  # pylint: disable=g-import-not-at-top
   with cli.user_errors():
     config_check.validate_config(FLAGS.config)
   print(json.dumps(timing.benchmark(FLAGS.config, FLAGS.steps, FLAGS.warmup,

@@ -41,6 +41,8 @@ def main(argv):
       raise ValueError(f"--workdir {FLAGS.workdir} does not exist")
     if not 0 < FLAGS.port < 65536:
       raise ValueError(f"--port {FLAGS.port} is not a port number (1 to 65535)")
+    # Imported here, after the checks above, so that --help and those mistakes (gradio,
+    # an optional extra, not installed; a bad --workdir or --port) answer without JAX.
     from mangacolor_jax.infer import app as app_lib
     from mangacolor_jax.infer import colorizer as colorizer_lib
     colorizer = colorizer_lib.Colorizer(FLAGS.workdir, FLAGS.checkpoint)

@@ -17,7 +17,6 @@ Each --variant NAME:KEY=VALUE,... adds another project worker with config overri
 default variant, "project", is configs/pix2pix.py as it is).
 """
 
-import argparse
 import json
 import os
 import resource
@@ -26,27 +25,32 @@ import subprocess
 import sys
 import time
 
+from absl import app
+from absl import flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PEER = os.path.join(os.path.dirname(REPO), "shared", "bench", "torch_pix2pix.py")
 
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("size", 256, "Image side in pixels (configs/pix2pix.py:SIZE).")
+flags.DEFINE_integer("batch", 4, "Batch size of both sides.")
+flags.DEFINE_integer("rounds", 6, "A/B turns per side")
+flags.DEFINE_integer("steps_per_round", 2, "Timed steps per side in each turn.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps of each worker before the turns.")
+flags.DEFINE_integer("threads", 0, "torch.set_num_threads (0: torch's)")
+flags.DEFINE_string("jax_python", os.path.join(REPO, ".venv", "bin", "python"),
+                    "Python of the project's workers.")
+flags.DEFINE_string("torch_python", "/tmp/torchvenv/bin/python", "Python of the peer's "
+                    "worker (with torch and absl-py).")
+flags.DEFINE_string("peer", DEFAULT_PEER, "The peer's torch_pix2pix.py.")
+flags.DEFINE_multi_string("variant", [], "NAME:KEY=VALUE,... a project worker with config "
+                          "overrides")
+flags.DEFINE_bool("no_default_variant", False, "only the --variant workers (and the peer)")
+flags.DEFINE_enum("worker", None, ["jax", "torch"], "Internal: run as this side's worker.")
+flags.DEFINE_string("overrides", "", "Internal: the jax worker's config overrides.")
+
 
 # ----------------------------------------------------------------------------- workers
-
-
-def apply_overrides(config, overrides: str):
-  """"a.b=1,c=x" onto a ConfigDict, each value cast to the type of the field it replaces."""
-  for item in filter(None, overrides.split(",")):
-    key, value = item.split("=", 1)
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    old = node[leaf]
-    if isinstance(old, bool):
-      value = value.lower() in ("1", "true", "yes")
-    elif isinstance(old, (int, float)):
-      value = type(old)(value)
-    node[leaf] = value
 
 
 def jax_worker(args):
@@ -56,7 +60,7 @@ def jax_worker(args):
   from mangacolor_jax.perf import timing  # pylint: disable=g-import-not-at-top
   config = pix2pix.get_config(str(args.size))
   config.batch_size = args.batch
-  apply_overrides(config, args.overrides)
+  timing.apply_overrides(config, args.overrides)
   bench = timing.TrainBench(config)
   bench.run(args.warmup)
   info = {"compile_s": round(bench.compile_s, 1),
@@ -147,58 +151,43 @@ def summary(times, batch):
           "images_per_sec_total": batch * len(times) / sum(times)}
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", type=int, default=256)
-  p.add_argument("--batch", type=int, default=4)
-  p.add_argument("--rounds", type=int, default=6, help="A/B turns per side")
-  p.add_argument("--steps_per_round", type=int, default=2)
-  p.add_argument("--warmup", type=int, default=2)
-  p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's)")
-  p.add_argument("--jax_python", default=os.path.join(REPO, ".venv", "bin", "python"))
-  p.add_argument("--torch_python", default="/tmp/torchvenv/bin/python")
-  p.add_argument("--peer", default=DEFAULT_PEER)
-  p.add_argument("--variant", action="append", default=[],
-                 help="NAME:KEY=VALUE,... a project worker with config overrides")
-  p.add_argument("--no_default_variant", action="store_true",
-                 help="only the --variant workers (and the peer)")
-  p.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
-  p.add_argument("--overrides", default="", help=argparse.SUPPRESS)
-  args = p.parse_args()
-  if args.worker:
-    worker_main(args)
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  if FLAGS.worker:
+    worker_main(FLAGS)
     return
 
   me = os.path.abspath(__file__)
-  common = ["--size", str(args.size), "--batch", str(args.batch), "--warmup",
-            str(args.warmup), "--threads", str(args.threads), "--peer", args.peer]
-  variants = ([] if args.no_default_variant else [("project", "")]) + [
-      tuple(v.split(":", 1)) if ":" in v else (v, "") for v in args.variant]
-  print(f"size {args.size} batch {args.batch}: {args.rounds} rounds x "
-        f"{args.steps_per_round} steps per side, alternating; peer {args.peer}", flush=True)
+  common = ["--size", str(FLAGS.size), "--batch", str(FLAGS.batch), "--warmup",
+            str(FLAGS.warmup), "--threads", str(FLAGS.threads), "--peer", FLAGS.peer]
+  variants = ([] if FLAGS.no_default_variant else [("project", "")]) + [
+      tuple(v.split(":", 1)) if ":" in v else (v, "") for v in FLAGS.variant]
+  print(f"size {FLAGS.size} batch {FLAGS.batch}: {FLAGS.rounds} rounds x "
+        f"{FLAGS.steps_per_round} steps per side, alternating; peer {FLAGS.peer}", flush=True)
   workers = []
   t0 = time.time()
   # Started one after the other, so that compilation and warm-up do not overlap.
   for name, overrides in variants:
-    w = Worker(name, [args.jax_python, me, "--worker", "jax", "--overrides", overrides]
+    w = Worker(name, [FLAGS.jax_python, me, "--worker", "jax", "--overrides", overrides]
                + common)
     w.info = w.read()["ready"]
     print(f"  {name} ready after {time.time() - t0:.0f} s: {w.info}"
           + (f"  [{overrides}]" if overrides else ""), flush=True)
     workers.append(w)
-  peer = Worker("torch", [args.torch_python, me, "--worker", "torch"] + common)
+  peer = Worker("torch", [FLAGS.torch_python, me, "--worker", "torch"] + common)
   peer.info = peer.read()["ready"]
   print(f"  torch ready after {time.time() - t0:.0f} s: {peer.info}", flush=True)
   workers.append(peer)
 
-  for r in range(args.rounds):
+  for r in range(FLAGS.rounds):
     order = workers if r % 2 == 0 else workers[::-1]  # A B B A: drift cancels
     for w in order:
-      reply = w.ask(f"run {args.steps_per_round}")
+      reply = w.ask(f"run {FLAGS.steps_per_round}")
       w.times += reply["times"]
       w.cpu_s += reply["cpu_s"]
     line = "  ".join(f"{w.name} {1000 * statistics.median(w.times):.0f}" for w in workers)
-    print(f"  round {r + 1}/{args.rounds} median step ms so far: {line}  "
+    print(f"  round {r + 1}/{FLAGS.rounds} median step ms so far: {line}  "
           f"(load {os.getloadavg()[0]:.1f})", flush=True)
   for w in workers:
     w.final = w.ask("quit")
@@ -206,10 +195,10 @@ def main():
 
   print(f"\n{'side':14s} {'step ms min/median/max':>26s} {'img/s median (best-worst)':>28s}"
         f" {'cpu ms/step':>11s} {'peak RSS MB':>11s} {'params':>10s}")
-  result = {"size": args.size, "batch": args.batch, "rounds": args.rounds,
-            "steps_per_round": args.steps_per_round, "sides": {}}
+  result = {"size": FLAGS.size, "batch": FLAGS.batch, "rounds": FLAGS.rounds,
+            "steps_per_round": FLAGS.steps_per_round, "sides": {}}
   for w in workers:
-    s = summary(w.times, args.batch)
+    s = summary(w.times, FLAGS.batch)
     s.update(cpu_ms_per_step=1000 * w.cpu_s / len(w.times), peak_rss_mb=w.final["peak_rss_mb"],
              params=w.info["params"], losses=w.final["losses"])
     result["sides"][w.name] = s
@@ -224,11 +213,11 @@ def main():
     ratio_total = s["images_per_sec_total"] / peer_s["images_per_sec_total"]
     ratio_best = s["images_per_sec_best"] / peer_s["images_per_sec_best"]
     s.update(ratio_median=ratio, ratio_total=ratio_total, ratio_best=ratio_best)
-    print(f"RATIO {w.name} / torch at {args.size}x{args.size} batch {args.batch}: "
+    print(f"RATIO {w.name} / torch at {FLAGS.size}x{FLAGS.size} batch {FLAGS.batch}: "
           f"{ratio:.2f}x (medians), {ratio_total:.2f}x (totals), {ratio_best:.2f}x (best "
           f"steps); memory {s['peak_rss_mb'] / peer_s['peak_rss_mb']:.2f}x the peer's")
   print(json.dumps(result))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -6,7 +6,7 @@
 #   bash scripts/bench_vs_torch.sh 128 4 --rounds 8
 #
 # Needs the project's .venv and the peer's own environment:
-#   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
+#   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy absl-py
 # Env: TORCH_PYTHON (default /tmp/torchvenv/bin/python), PEER (default
 # ../shared/bench/torch_pix2pix.py beside the repository).
 set -euo pipefail

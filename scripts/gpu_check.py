@@ -25,7 +25,6 @@ Variants of the project timed (config overrides of configs/pix2pix.py):
 Each row records how the compiled step runs its convolutions (`convs`: cuDNN targets).
 """
 
-import argparse
 import json
 import os
 import re
@@ -33,6 +32,9 @@ import signal
 import subprocess
 import sys
 import time
+
+from absl import app
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK = 790e12  # bf16 dense matrix product measured on this workplace's H100/H200
@@ -46,6 +48,30 @@ VARIANTS = {
                  "conv_forms.GPU_DGRAD_UPSAMPLING=False,conv_forms.GPU_S2D_MAX_CHANNELS=0,"
                  "conv_forms.GPU_PAD_OUTPUT_CHANNELS=0",
 }
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("part", "all", ["all", "jax", "torch"], "Which part to run: both, each "
+                  "in its own process (all), or one in this process.")
+flags.DEFINE_integer("size", 256, "Image side in pixels (configs/pix2pix.py:SIZE).")
+flags.DEFINE_string("batches", "16,64", "Comma-separated batch sizes, the largest last.")
+# `native` lost to `phase` by 1.45x on an H200 (docs/performance.md row 38): left out of
+# the default list so that the full grid fits the time budget.
+flags.DEFINE_string("variants", "phase", "all at the first dtype and the largest batch, then "
+                    "the first at every dtype and batch")
+flags.DEFINE_string("dtypes", "bfloat16,float32", "in the order they run")
+flags.DEFINE_float("min_s", 1.5, "seconds per timed measurement")
+flags.DEFINE_integer("warmup", 30, "untimed steps after compiling (torch.compile needs "
+                     "more: after 3 its row read 22% low, once after 10 too; "
+                     "docs/performance.md rows 45 and 53)")
+flags.DEFINE_float("budget_s", 0, "per part (0: 140 project, 100 peer)")
+flags.DEFINE_bool("tiny", False, "CPU rehearsal: no torch.compile")
+flags.DEFINE_string("peer", os.path.join(os.path.dirname(REPO), "shared", "bench",
+                                         "torch_pix2pix.py"), "The peer's torch_pix2pix.py.")
+flags.DEFINE_string("jax_python", sys.executable, "Python of the project's part.")
+flags.DEFINE_string("torch_python", sys.executable, "Python of the peer's part (with torch "
+                    "and absl-py).")
+flags.DEFINE_string("out", os.environ.get("OUT", "/tmp/gpu_check"), "Folder of the JSON "
+                    "rows (gpu_PART.json) and the table (gpu_table.txt).")
 
 
 def conv_kinds(hlo_text: str) -> dict:
@@ -90,9 +116,7 @@ def timed(run, batch, min_s, warmup=3, max_steps=2000):
 
 def part_jax(args):
   sys.path.insert(0, REPO)
-  sys.path.insert(0, os.path.join(REPO, "scripts"))
   import jax  # pylint: disable=g-import-not-at-top
-  from bench_vs_torch import apply_overrides  # pylint: disable=g-import-not-at-top
   from configs import pix2pix  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.nn import conv_forms  # pylint: disable=g-import-not-at-top
   from mangacolor_jax.perf import timing  # pylint: disable=g-import-not-at-top
@@ -120,7 +144,7 @@ def part_jax(args):
       if item.startswith("conv_forms."):
         name, value = item[len("conv_forms."):].split("=")
         setattr(conv_forms, name, type(defaults[name])(value))
-    apply_overrides(config, ",".join(i for i in items if not i.startswith("conv_forms.")))
+    timing.apply_overrides(config, ",".join(i for i in items if not i.startswith("conv_forms.")))
     t0 = time.time()
     bench = timing.TrainBench(config)
     return job, bench, time.time() - t0
@@ -257,59 +281,40 @@ def table(rows, size):
   return "\n".join(lines)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--part", default="all", choices=["all", "jax", "torch"])
-  p.add_argument("--size", type=int, default=256)
-  p.add_argument("--batches", default="16,64")
-  # `native` lost to `phase` by 1.45x on an H200 (docs/performance.md row 38): left out of
-  # the default list so that the full grid fits the time budget.
-  p.add_argument("--variants", default="phase", help="all at the first "
-                 "dtype and the largest batch, then the first at every dtype and batch")
-  p.add_argument("--dtypes", default="bfloat16,float32", help="in the order they run")
-  p.add_argument("--min_s", type=float, default=1.5, help="seconds per timed measurement")
-  p.add_argument("--warmup", type=int, default=30, help="untimed steps after compiling "
-                 "(torch.compile needs more: after 3 its row read 22%% low, once after 10 "
-                 "too; docs/performance.md rows 45 and 53)")
-  p.add_argument("--budget_s", type=float, default=0, help="per part (0: 140 project, 100 peer)")
-  p.add_argument("--tiny", action="store_true", help="CPU rehearsal: no torch.compile")
-  p.add_argument("--peer", default=os.path.join(os.path.dirname(REPO), "shared", "bench",
-                                                "torch_pix2pix.py"))
-  p.add_argument("--jax_python", default=sys.executable)
-  p.add_argument("--torch_python", default=sys.executable)
-  p.add_argument("--out", default=os.environ.get("OUT", "/tmp/gpu_check"))
-  args = p.parse_args()
-  os.makedirs(args.out, exist_ok=True)
-  if args.part != "all":
-    save(args, args.part, (part_jax if args.part == "jax" else part_torch)(args))
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  os.makedirs(FLAGS.out, exist_ok=True)
+  if FLAGS.part != "all":
+    save(FLAGS, FLAGS.part, (part_jax if FLAGS.part == "jax" else part_torch)(FLAGS))
     return
 
   rows = []
   t0 = time.time()
-  for part, python, budget in (("jax", args.jax_python, args.budget_s or 140),
-                               ("torch", args.torch_python, args.budget_s or 100)):
-    cmd = [python, os.path.abspath(__file__), "--part", part, "--size", str(args.size),
-           "--batches", args.batches, "--variants", args.variants, "--dtypes", args.dtypes,
-           "--min_s", str(args.min_s), "--warmup", str(args.warmup), "--budget_s",
-           str(budget), "--peer", args.peer, "--out", args.out] + (
-               ["--tiny"] if args.tiny else [])
+  for part, python, budget in (("jax", FLAGS.jax_python, FLAGS.budget_s or 140),
+                               ("torch", FLAGS.torch_python, FLAGS.budget_s or 100)):
+    cmd = [python, os.path.abspath(__file__), "--part", part, "--size", str(FLAGS.size),
+           "--batches", FLAGS.batches, "--variants", FLAGS.variants, "--dtypes", FLAGS.dtypes,
+           "--min_s", str(FLAGS.min_s), "--warmup", str(FLAGS.warmup), "--budget_s",
+           str(budget), "--peer", FLAGS.peer, "--out", FLAGS.out] + (
+               ["--tiny"] if FLAGS.tiny else [])
     print(f"[{time.time() - t0:5.0f}s] {part} part (budget {budget:.0f} s)", flush=True)
     try:
       subprocess.run(cmd, timeout=budget + 40, check=False)
     except subprocess.TimeoutExpired:
       print(f"{part} part killed after {budget + 40:.0f} s", flush=True)
-    path = os.path.join(args.out, f"gpu_{part}.json")
+    path = os.path.join(FLAGS.out, f"gpu_{part}.json")
     if os.path.exists(path) and os.path.getmtime(path) < t0:
       os.remove(path)  # an earlier run's
     if os.path.exists(path):
       with open(path) as f:
         rows += json.load(f)
-  text = table(rows, args.size)
+  text = table(rows, FLAGS.size)
   print("\n" + text)
-  with open(os.path.join(args.out, "gpu_table.txt"), "w") as f:
+  with open(os.path.join(FLAGS.out, "gpu_table.txt"), "w") as f:
     f.write(text + "\n")
   print(f"[{time.time() - t0:5.0f}s] done")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -11,10 +11,26 @@ it also times the other ways of writing a 2x upsampling convolution that models.
 Prints one line per layer: name, shape, forward ms, forward+backward ms, GFLOP/s.
 """
 
-import argparse
 import math
 import sys
 import time
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("size", 128, "Image side in pixels of the pix2pix networks timed.")
+flags.DEFINE_integer("batch", 4, "Batch size.")
+flags.DEFINE_integer("reps", 5, "Timed calls per layer, at least (and at least 0.3 s); "
+                     "the minimum is kept.")
+flags.DEFINE_enum("framework", "jax", ["jax", "torch"], "Whose layers to time.")
+flags.DEFINE_string("dtype", "float32", "Compute dtype of the JAX layers.")
+flags.DEFINE_bool("ynnpack_convolutions", False,
+                  "CPU: convolutions by YNNPACK (XLA's default) instead of Eigen")
+flags.DEFINE_string("upsample", "transpose,phase,resize,subpixel",
+                    "comma-separated resampling.Upsample kinds to time (JAX)")
+flags.DEFINE_string("downsample", "conv,auto,space_to_depth",
+                    "resampling.Downsample kinds to time (JAX): conv, space_to_depth, auto")
 
 
 def layers(size, ngf=64, ndf=64):
@@ -148,22 +164,11 @@ def run_torch(args):
   print("sum fwd+bwd ms:", {k: round(1e3 * v, 1) for k, v in total.items()})
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", type=int, default=128)
-  p.add_argument("--batch", type=int, default=4)
-  p.add_argument("--reps", type=int, default=5)
-  p.add_argument("--framework", default="jax", choices=["jax", "torch"])
-  p.add_argument("--dtype", default="float32")
-  p.add_argument("--ynnpack_convolutions", action="store_true",
-                 help="CPU: convolutions by YNNPACK (XLA's default) instead of Eigen")
-  p.add_argument("--upsample", default="transpose,phase,resize,subpixel",
-                 help="comma-separated resampling.Upsample kinds to time (JAX)")
-  p.add_argument("--downsample", default="conv,auto,space_to_depth",
-                 help="resampling.Downsample kinds to time (JAX): conv, space_to_depth, auto")
-  args = p.parse_args()
-  (run_jax if args.framework == "jax" else run_torch)(args)
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  (run_jax if FLAGS.framework == "jax" else run_torch)(FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

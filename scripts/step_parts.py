@@ -17,12 +17,23 @@ two frameworks can be compared part by part rather than only as a whole:
 Prints one line per part: min and median wall ms, and CPU ms per call (all threads).
 """
 
-import argparse
 import os
 import resource
 import statistics
 import sys
 import time
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("size", 256, "Image side in pixels (configs/pix2pix.py:SIZE).")
+flags.DEFINE_integer("batch", 4, "Batch size.")
+flags.DEFINE_integer("reps", 5, "Timed calls per part, after two warm-up calls.")
+flags.DEFINE_enum("framework", "jax", ["jax", "torch"], "Whose step to time.")
+flags.DEFINE_string("peer", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "shared", "bench", "torch_pix2pix.py"), "the peer's torch_pix2pix.py (torch)")
 
 
 def cpu_s() -> float:
@@ -135,18 +146,11 @@ def run_torch(args):
   report("Adam G", timeit(trainer.opt_G.step, args.reps))
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", type=int, default=256)
-  p.add_argument("--batch", type=int, default=4)
-  p.add_argument("--reps", type=int, default=5)
-  p.add_argument("--framework", default="jax", choices=["jax", "torch"])
-  p.add_argument("--peer", default=os.path.join(
-      os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-      "shared", "bench", "torch_pix2pix.py"), help="the peer's torch_pix2pix.py (torch)")
-  args = p.parse_args()
-  (run_jax if args.framework == "jax" else run_torch)(args)
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  (run_jax if FLAGS.framework == "jax" else run_torch)(FLAGS)
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -165,9 +165,9 @@ def _theme(gr):
   return gr.themes.Default(font=FONTS, font_mono=MONO_FONTS)
 
 
-def build_app(colorizer, max_pixels: int = MAX_PIXELS):
-  """The page over a loaded colorizer (a `colorizer.Colorizer`)."""
-  import gradio as gr  # pylint: disable=g-import-not-at-top
+def _upload_handler(gr, colorizer, max_pixels: int):
+  """The callback of an upload (and of a change of mode): the editor's new value, the line
+  art, and the status note; a file that cannot be read is a warning and a note."""
 
   def on_upload(path, mode):
     if path is None:
@@ -185,6 +185,12 @@ def build_app(colorizer, max_pixels: int = MAX_PIXELS):
       note += " This model was trained without hints: painted strokes are ignored."
     return {"background": sketch, "layers": [], "composite": sketch}, lineart, note
 
+  return on_upload
+
+
+def _colorize_handler(gr, colorizer):
+  """The callback of the Colorize button: the coloured image, or the page's error."""
+
   def on_colorize(lineart, editor_value):
     if lineart is None:
       raise gr.Error("Upload a line-art image first.")
@@ -193,6 +199,24 @@ def build_app(colorizer, max_pixels: int = MAX_PIXELS):
     except ValueError as e:
       raise gr.Error(str(e)) from e
 
+  return on_colorize
+
+
+def _model_card(gr, workdir: str) -> None:
+  """The run's MODEL_CARD.md in a closed accordion, where the run has one."""
+  card = os.path.join(workdir, "MODEL_CARD.md")
+  if os.path.isfile(card):  # what the model was trained on and how well it scored
+    with gr.Accordion("Model card", open=False, elem_id="model_card"):
+      with open(card, encoding="utf-8") as f:
+        gr.Markdown(f.read())
+
+
+def build_app(colorizer, max_pixels: int = MAX_PIXELS):
+  """The page over a loaded colorizer (a `colorizer.Colorizer`)."""
+  import gradio as gr  # pylint: disable=g-import-not-at-top
+
+  on_upload = _upload_handler(gr, colorizer, max_pixels)
+  on_colorize = _colorize_handler(gr, colorizer)
   title = "mangacolor: colour line art"
   with gr.Blocks(title=title, analytics_enabled=False) as page:
     gr.Markdown(f"## {title}\nUpload line art (or a colour picture, turned into line art), "
@@ -220,11 +244,7 @@ def build_app(colorizer, max_pixels: int = MAX_PIXELS):
                           interactive=False, buttons=["download", "fullscreen"],
                           elem_id="result")
     button = gr.Button("Colorize", variant="primary", elem_id="colorize")
-    card = os.path.join(colorizer.workdir, "MODEL_CARD.md")
-    if os.path.isfile(card):  # what the model was trained on and how well it scored
-      with gr.Accordion("Model card", open=False, elem_id="model_card"):
-        with open(card, encoding="utf-8") as f:
-          gr.Markdown(f.read())
+    _model_card(gr, colorizer.workdir)
     upload.upload(on_upload, [upload, mode], [editor, lineart_state, status])
     mode.change(on_upload, [upload, mode], [editor, lineart_state, status])
     button.click(on_colorize, [lineart_state, editor], result)

@@ -59,6 +59,7 @@ import ml_collections
 import numpy as np
 
 from mangacolor_jax.data import staging
+from mangacolor_jax.infer import colorizer
 from mangacolor_jax.nn import conv_forms
 from mangacolor_jax.nn import layers
 from mangacolor_jax.nn import resampling
@@ -196,7 +197,6 @@ def colorize_fn(config: ml_collections.ConfigDict, state: state_lib.GANState
 
 def load(workdir: str, checkpoint: str | int = "best"):
   """(config, state, step) of `workdir`'s checkpoint, as `Colorizer` loads them."""
-  from mangacolor_jax.infer import colorizer  # pylint: disable=g-import-not-at-top
   return colorizer.load_config_and_state(workdir, checkpoint)
 
 

@@ -1,7 +1,8 @@
 """Speed and memory of a config's training step, inference and input pipeline.
 
 `benchmark(config)` is what `python -m mangacolor_jax.benchmark` prints; `TrainBench` is
-the timed step on its own (scripts/bench_vs_torch.py and scripts/gpu_check.py use it).
+the timed step on its own, and `apply_overrides` a variant's config overrides
+(scripts/bench_vs_torch.py and scripts/gpu_check.py use both).
 Nothing here imports TensorFlow unless the input pipeline is timed, so it also runs where
 TensorFlow is not installed. Speed targets live here, never in tests.
 """
@@ -37,6 +38,23 @@ def step_stats(step_s: list[float]) -> dict:
   return {"step_ms_min": round(1000 * min(step_s), 2),
           "step_ms_median": round(1000 * statistics.median(step_s), 2),
           "step_ms_max": round(1000 * max(step_s), 2)}
+
+
+def apply_overrides(config, overrides: str):
+  """"a.b=1,c=x" onto a ConfigDict, each value cast to the type of the field it replaces
+  (the variants of scripts/bench_vs_torch.py and scripts/gpu_check.py)."""
+  for item in filter(None, overrides.split(",")):
+    key, value = item.split("=", 1)
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    old = node[leaf]
+    if isinstance(old, bool):
+      value = value.lower() in ("1", "true", "yes")
+    elif isinstance(old, (int, float)):
+      value = type(old)(value)
+    node[leaf] = value
 
 
 class TrainBench:

@@ -16,12 +16,15 @@ Two rules hold for every command of the project:
   Single image files carry the mark inside them (`save_image`, `written_by`).
 """
 
+import io
 import json
 import os
 import secrets
 from typing import Any, Iterable
 
 import numpy as np
+from PIL import Image
+from PIL import PngImagePlugin
 
 from mangacolor_jax import __version__
 
@@ -87,9 +90,6 @@ def save_image(path: str, image: np.ndarray, command: str = "") -> None:
   With `command`, PNG and JPEG files record it (a text chunk / a comment), so that the
   command can later tell its own outputs from a user's files (`written_by`).
   """
-  import io  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from PIL import PngImagePlugin  # pylint: disable=g-import-not-at-top
   ext = os.path.splitext(path)[1].lower()
   fmt = Image.registered_extensions().get(ext, "PNG")
   kwargs = {}
@@ -111,7 +111,6 @@ def _mark(command: str) -> str:
 
 def written_by(path: str, command: str) -> bool:
   """Whether the image at `path` carries `command`'s mark (see `save_image`)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as im:
       found = im.info.get(_SOFTWARE) or im.info.get("comment") or ""
