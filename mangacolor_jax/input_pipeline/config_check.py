@@ -133,19 +133,24 @@ def validate_data_config(config) -> None:
       raise ValueError(
           f"config.data.num_val={data.num_val!r}: the validation split would be empty")
   else:
-    if data.file_check not in FILE_CHECKS:
-      raise ValueError(f"config.data.file_check={data.file_check!r} is not one of "
-                       f"{FILE_CHECKS}")
-    if not 0.0 < data.val_fraction < 1.0:
-      raise ValueError(f"config.data.val_fraction={data.val_fraction!r} must be in (0, 1)")
-    if not 0.0 <= data.test_fraction < 1.0 - data.val_fraction:
-      raise ValueError(f"config.data.test_fraction={data.test_fraction!r} must be in "
-                       f"[0, 1 - config.data.val_fraction)")
-    found = check_folder(data.image_dir, "config.data.image_dir")
-    if len(found) < 2:
-      raise ValueError(
-          f"config.data.image_dir={data.image_dir!r} holds {len(found)} image: need at "
-          "least 2, one for training and one for validation")
+    _check_folder_source(data)
+
+
+def _check_folder_source(data) -> None:
+  """The fields of a folder source, and its folder: at least 2 images, some decoding."""
+  if data.file_check not in FILE_CHECKS:
+    raise ValueError(f"config.data.file_check={data.file_check!r} is not one of "
+                     f"{FILE_CHECKS}")
+  if not 0.0 < data.val_fraction < 1.0:
+    raise ValueError(f"config.data.val_fraction={data.val_fraction!r} must be in (0, 1)")
+  if not 0.0 <= data.test_fraction < 1.0 - data.val_fraction:
+    raise ValueError(f"config.data.test_fraction={data.test_fraction!r} must be in "
+                     f"[0, 1 - config.data.val_fraction)")
+  found = check_folder(data.image_dir, "config.data.image_dir")
+  if len(found) < 2:
+    raise ValueError(
+        f"config.data.image_dir={data.image_dir!r} holds {len(found)} image: need at "
+        "least 2, one for training and one for validation")
 
 
 def _check_tfds(config) -> None:

@@ -233,6 +233,9 @@ def test_a_lazily_checked_folder_reads_no_broken_file_and_resumes_exactly(
   assert sources.create_source(config, "val").check == "decode"
   monkeypatch.setattr(sources, "FULL_CHECK_MAX_FILES", 13)
   assert sources.create_source(config, "train").check == "decode"
+  config.data.file_check = "later"
+  with pytest.raises(ValueError, match="config.data.file_check='later'"):
+    data_check.validate_data_config(config)
 
 
 @pytest.mark.parametrize("root", ["data", "data/", "./data", "data//sub/..", "/abs/data"])
