@@ -97,32 +97,37 @@ _LAZY_TRIES = 8
 _TAIL = 64  # bytes at a file's end searched for its end marker
 
 
+def _bytes(data: bytes) -> tf.Tensor:
+  return tf.constant(list(data), tf.uint8)
+
+
 def _find(tail: tf.Tensor, marker: bytes) -> tf.Tensor:
-  """Whether the byte string `marker` occurs in the 1-byte strings `tail` ([k])."""
+  """Whether the byte string `marker` occurs in the bytes `tail` (uint8 [_TAIL])."""
   k = len(marker)
-  hits = [tf.equal(tail[j:tf.size(tail) - k + 1 + j], marker[j:j + 1]) for j in range(k)]
-  return tf.reduce_any(tf.reduce_all(tf.stack(hits), axis=0))
+  hits = tf.equal(tail[:_TAIL - k + 1], marker[0])
+  for j in range(1, k):
+    hits = tf.logical_and(hits, tf.equal(tail[j:_TAIL - k + 1 + j], marker[j]))
+  return tf.reduce_any(hits)
 
 
 def looks_whole(contents: tf.Tensor) -> tf.Tensor:
   """Whether encoded bytes look like a whole image, from their first and last bytes alone:
   a PNG signature and its IEND chunk, a JPEG's start and end markers (EOI), or a RIFF/WEBP
   header whose size the file fills. What fails is empty, not an image (an HTML page saved
-  as .jpg) or cut short, as interrupted downloads are."""
-  n = tf.strings.length(contents)
-  head = tf.strings.substr(tf.strings.join([contents, b"\0" * 12]), 0, 12)
-  tail = tf.strings.bytes_split(tf.strings.substr(contents, tf.maximum(n - _TAIL, 0), _TAIL))
-  is_png = tf.equal(tf.strings.substr(head, 0, 8), _PNG_SIGNATURE)
-  is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
-  is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-                           tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
-  size_bytes = tf.io.decode_raw(tf.strings.substr(head, 4, 4), tf.uint8)
-  riff_size = tf.reduce_sum(tf.cast(size_bytes, tf.int64) * [1, 2**8, 2**16, 2**24])
-  return tf.logical_and(n >= 12, tf.case([
-      (is_png, lambda: _find(tail, b"IEND")),
-      (is_jpeg, lambda: _find(tail, b"\xff\xd9")),
-      (is_webp, lambda: tf.cast(n, tf.int64) >= riff_size + 8),
-  ], default=lambda: tf.constant(False)))
+  as .jpg) or cut short, as interrupted downloads are. No control flow: a few dozen small
+  ops, cheap beside decoding."""
+  n = tf.cast(tf.strings.length(contents), tf.int64)
+  padded = tf.strings.join([b"\0" * _TAIL, contents, b"\0" * 12])
+  head = tf.io.decode_raw(tf.strings.substr(padded, _TAIL, 12), tf.uint8)
+  tail = tf.io.decode_raw(tf.strings.substr(padded, tf.strings.length(padded) - 12 - _TAIL,
+                                            _TAIL), tf.uint8)
+  starts = lambda data, at=0: tf.reduce_all(tf.equal(head[at:at + len(data)], _bytes(data)))
+  riff_size = tf.reduce_sum(tf.cast(head[4:8], tf.int64) * [1, 2**8, 2**16, 2**24])
+  png = tf.logical_and(starts(_PNG_SIGNATURE), _find(tail, b"IEND"))
+  jpeg = tf.logical_and(starts(b"\xff\xd8\xff"), _find(tail, b"\xff\xd9"))
+  webp = tf.logical_and(tf.logical_and(starts(b"RIFF"), starts(b"WEBP", 8)),
+                        n >= riff_size + 8)
+  return tf.logical_and(n >= 12, tf.logical_or(png, tf.logical_or(jpeg, webp)))
 
 
 def relative_paths(paths: List[str], root: str) -> List[str]:
@@ -181,7 +186,9 @@ class FolderSource:
       return j, self._read(j), tries + 1
 
     i = tf.cast(i, tf.int64)
-    return tf.while_loop(broken, next_file, (i, self._read(i), tf.constant(0)))[1]
+    contents = self._read(i)
+    return tf.cond(looks_whole(contents), lambda: contents, lambda: tf.while_loop(
+        broken, next_file, (i, contents, tf.constant(0)))[1])
 
   def load(self, i: tf.Tensor) -> tf.Tensor:
     return ops.decode_rgb(self._read_whole(i) if self.check == "lazy" else self._read(i))
