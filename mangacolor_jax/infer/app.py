@@ -213,6 +213,7 @@ def _model_card(gr, workdir: str) -> None:
 
 def build_app(colorizer, max_pixels: int = MAX_PIXELS):
   """The page over a loaded colorizer (a `colorizer.Colorizer`)."""
+  # gradio is the optional `app` extra: only the page needs it.
   import gradio as gr  # pylint: disable=g-import-not-at-top
 
   on_upload = _upload_handler(gr, colorizer, max_pixels)

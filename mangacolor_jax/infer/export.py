@@ -206,6 +206,7 @@ def load(workdir: str, checkpoint: str | int = "best"):
 def written_by_export(path: str) -> bool:
   """Whether the ONNX file at `path` was written by this module (its metadata says so)."""
   try:
+    # onnx is the optional `export` extra: imported only where an ONNX file is read.
     import onnx  # pylint: disable=g-import-not-at-top
     model = onnx.load(path, load_external_data=False)
   except Exception:  # pylint: disable=broad-except  # not ONNX, unreadable, no onnx
@@ -248,6 +249,7 @@ def saved_model_from_state(config, state, output: str,
                            platforms: Sequence[str] = SAVED_MODEL_PLATFORMS) -> None:
   """Writes `colorize_fn(config, state)` as a TF SavedModel folder at `output`
   (replacing an earlier export's whole; call `check_output` first)."""
+  # TensorFlow and jax2tf only when a SavedModel is written: they take seconds to import.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
@@ -271,6 +273,7 @@ def saved_model_from_state(config, state, output: str,
 def onnx_model_from_state(config, state, opset: int = ONNX_OPSET):
   """`colorize_fn(config, state)` as an `onnx.ModelProto` (B, H, W symbolic), marked as
   this module's (`written_by_export`)."""
+  # jax2onnx is the optional `export` extra: only the ONNX format needs it.
   import jax2onnx  # pylint: disable=g-import-not-at-top
   # Its flax Conv plugin prints DEBUG lines, and onnx_ir warns of every shape constant.
   serde_log = logging.getLogger("onnx_ir.serde")
