@@ -11,9 +11,9 @@ Command:
 
 Hardware and expected result: a 2-core CPU at 1.3-4 steps/s (2,000 steps, 32k images, in
 9-25 minutes). The quality protocol (docs/quality.md: 32k images, the faces' test split)
-measures 16.58 +- 0.15 dB PSNR without hints on XDoG line art (16.0 and 15.0 on dilation and
-thick-XDoG line art), colourfulness 0.77 of the targets', and +1.6 dB with 10 painted
-strokes, +2.3 dB with 30 (seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB,
+measures 16.88 +- 0.15 dB PSNR without hints on XDoG line art (16.5 and 15.2 on dilation and
+thick-XDoG line art), colourfulness 0.73 of the targets', and +1.6 dB with 10 painted
+strokes, +2.2 dB with 30 (seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB,
 -0.9 and -2.7 dB with strokes). On a GPU, raise batch_size and num_train_steps.
 """
 
