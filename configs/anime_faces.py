@@ -34,7 +34,7 @@ def get_config():
   # its line art (docs/quality.md, a1: +0.44 dB).
   config.data.color_jitter = 0.0
   # The whole image, as it is scored and coloured, not 80-100% zooms of it (flips stay):
-  # d1, +0.26 / +0.36 dB on seeds 0 / 1 (docs/quality.md).
+  # d1, +0.30 dB over three seeds, ahead on each (docs/quality.md).
   config.data.crop_scale = (1.0, 1.0)
   config.data.test_fraction = 0.1  # held out for the quality protocol (docs/quality.md)
   config.model.gen.depth = 5
