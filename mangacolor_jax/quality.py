@@ -30,6 +30,8 @@ flags.DEFINE_string("name", None, "Name of these runs (default: the config file'
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, one run each.")
 flags.DEFINE_list("images", ["32000"], "Budgets of training images seen.")
 flags.DEFINE_bool("table_only", False, "Only write the table of the runs under --workdir.")
+flags.DEFINE_bool("rescore", False, "Score the finished runs' last checkpoints again (after "
+                  "a change to the scoring); runs not yet trained are trained.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -57,7 +59,8 @@ def main(argv):
     test = testset.build_test_set(config)
     for images in budgets:
       for seed in seeds:
-        result = runs.train_and_score(config, FLAGS.workdir, name, images, seed, test)
+        result = runs.train_and_score(config, FLAGS.workdir, name, images, seed, test,
+                                      rescore=FLAGS.rescore)
         xdog = result["scores"]["xdog"]["strokes_0"]
         print(f"{name} images={images} seed={seed}: PSNR {xdog['psnr']:.2f} dB, "
               f"colourfulness {xdog['colourfulness_ratio']:.2f}", flush=True)

@@ -78,7 +78,7 @@ def _segment_distance(yy, xx, ay, ax, by, bx):
 
 
 def stroke_hints(rng: jax.Array, target: jax.Array, lineart: jax.Array, counts: jax.Array,
-                 hints_config) -> jax.Array:
+                 hints_config, start_weight: jax.Array | None = None) -> jax.Array:
   """Hints as a person paints them: `counts[b]` strokes on image b, [B, H, W, 4].
 
   Each stroke starts on paper (line art > 0, never on a line), runs a random length
@@ -94,6 +94,8 @@ def stroke_hints(rng: jax.Array, target: jax.Array, lineart: jax.Array, counts: 
     lineart: [B, H, W, 1] in [-1, 1] (1 = paper).
     counts: int [B], strokes per image (at most `hints_config.max_strokes`).
     hints_config: `config.hints`.
+    start_weight: [B, H, W] >= 0, or None: where strokes start, in proportion (on paper
+      only); None starts them anywhere on paper with equal chance.
 
   Returns:
     The hint tensor (colour in [-1, 1] where painted, and the 0/1 mask).
@@ -103,7 +105,8 @@ def stroke_hints(rng: jax.Array, target: jax.Array, lineart: jax.Array, counts: 
   side = float(min(h, w))
   rngs = jax.random.split(rng, 5)
   paper = lineart[..., 0] > 0
-  logits = jnp.where(paper, 0.0, -1e9).reshape(b, 1, h * w)
+  weight = 0.0 if start_weight is None else jnp.log(start_weight + 1e-6)
+  logits = jnp.where(paper, weight, -1e9).reshape(b, 1, h * w)
   start = jax.random.categorical(rngs[0], logits, shape=(b, s))
   y0, x0 = (start // w).astype(jnp.float32), (start % w).astype(jnp.float32)
   angle = jax.random.uniform(rngs[1], (b, s), maxval=2 * jnp.pi)

@@ -34,23 +34,35 @@ def write_result(workdir: str, name: str, images: int, seed: int, scores: dict,
   return result
 
 
+def _score_checkpoint(workdir: str, test: testset_lib.TestSet) -> dict:
+  model = colorizer_lib.Colorizer(workdir, "latest")
+  scores = scoring.score(model.predict_batch, model.takes_hints, test)
+  model_card.add_protocol_scores(workdir, model.step, scores)
+  return scores
+
+
 def train_and_score(config, root: str, name: str, images: int, seed: int,
-                    test: testset_lib.TestSet) -> dict:
-  """Trains `config` with `seed` for `images` images seen, scores it; skips a finished run."""
+                    test: testset_lib.TestSet, rescore: bool = False) -> dict:
+  """Trains `config` with `seed` for `images` images seen, scores it; a finished run is not
+  trained again, and with `rescore` its last checkpoint is scored again (after a change
+  to the scoring), keeping what its result records of the training."""
   workdir = run_dir(root, name, images, seed)
   path = os.path.join(workdir, RESULT)
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
-      return json.load(f)
+      result = json.load(f)
+    if not rescore:
+      return result
+    result["scores"] = _score_checkpoint(workdir, test)
+    files.write_json(path, result)
+    return result
   config = config.copy_and_resolve_references()
   config.seed = seed
   config.num_train_steps = images // config.batch_size
   start = time.time()
   loop.train_and_evaluate(config, workdir)
   wall = time.time() - start
-  model = colorizer_lib.Colorizer(workdir, "latest")
-  scores = scoring.score(model.predict_batch, model.takes_hints, test)
-  model_card.add_protocol_scores(workdir, model.step, scores)
+  scores = _score_checkpoint(workdir, test)
   return write_result(workdir, name, images, seed, scores, steps=config.num_train_steps,
                       train_seconds=round(wall, 1))
 
@@ -77,19 +89,25 @@ def table(results: list[dict]) -> str:
   for r in results:
     groups.setdefault((r["name"], r["images"]), []).append(r)
   head = ("| run | images | seeds | PSNR xdog | SSIM | Lab L1 | colourful. | PSNR dilate | "
-          "PSNR xdog_thick | +1 stroke | +3 | +10 | +30 |")
+          "PSNR xdog_thick | +1 stroke | +3 | +10 | +30 | +10 where wrong | +30 where wrong |")
   lines = [head, "|" + " --- |" * (head.count("|") - 1)]
   for (name, images), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    get = lambda ex, n, m: [r["scores"][ex][f"strokes_{n}"][m] for r in rs
-                            if f"strokes_{n}" in r["scores"][ex]]
-    base = get("xdog", 0, "psnr")
+    get = lambda ex, n, m: [r["scores"][ex][n][m] for r in rs if n in r["scores"][ex]]
+    base = get("xdog", "strokes_0", "psnr")
     gains = []
-    for n in (1, 3, 10, 30):
-      hinted = get("xdog", n, "psnr")
-      gains.append(_cell([h - b for h, b in zip(hinted, base)]) if hinted else "-")
+    for condition in ("strokes_1", "strokes_3", "strokes_10", "strokes_30", "guided_10",
+                      "guided_30"):
+      # Each run's gain over its own no-hint score (runs scored before the guided strokes
+      # existed have none until --rescore).
+      hinted = [(r["scores"]["xdog"][condition]["psnr"]
+                 - r["scores"]["xdog"]["strokes_0"]["psnr"]) for r in rs
+                if condition in r["scores"]["xdog"]]
+      gains.append(_cell(hinted) if hinted else "-")
     lines.append(f"| {name} | {images:,} | {len(rs)} | {_cell(base)} | "
-                 f"{_cell(get('xdog', 0, 'ssim'), 3)} | {_cell(get('xdog', 0, 'lab_l1'))} | "
-                 f"{_cell(get('xdog', 0, 'colourfulness_ratio'), 2)} | "
-                 f"{_cell(get('dilate', 0, 'psnr'))} | {_cell(get('xdog_thick', 0, 'psnr'))} | "
+                 f"{_cell(get('xdog', 'strokes_0', 'ssim'), 3)} | "
+                 f"{_cell(get('xdog', 'strokes_0', 'lab_l1'))} | "
+                 f"{_cell(get('xdog', 'strokes_0', 'colourfulness_ratio'), 2)} | "
+                 f"{_cell(get('dilate', 'strokes_0', 'psnr'))} | "
+                 f"{_cell(get('xdog_thick', 'strokes_0', 'psnr'))} | "
                  + " | ".join(gains) + " |")
   return "\n".join(lines) + "\n"

@@ -18,27 +18,37 @@ Predict = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 def score(predict: Predict, takes_hints: bool, test: testset_lib.TestSet,
           batch: int = 50) -> dict[str, dict[str, dict[str, float]]]:
-  """{extractor: {"strokes_N": {psnr, ssim, lab_l1, colourfulness_ratio}}}: every
-  extractor without hints and, for a model that takes hints, the `xdog` line art with each
-  stroke count."""
+  """{extractor: {condition: {psnr, ssim, lab_l1, colourfulness_ratio}}}: every extractor
+  without hints ("strokes_0") and, for a model that takes hints, the `xdog` line art with
+  each count N of the test strokes ("strokes_N") and of strokes painted where the model's
+  no-hint colours are wrong ("guided_N", `testset.guided_hints`)."""
   metrics = jax.jit(step_lib.quality_metrics)
   target_colour = float(np.mean(np.asarray(image_metrics.colourfulness(
       image_metrics.to_unit(test.target)))))
+
+  def condition(art, hints):
+    sums, outputs = {}, []
+    for i in range(0, len(art), batch):
+      fake = predict(art[i:i + batch], None if hints is None else hints[i:i + batch])
+      outputs.append(np.asarray(fake))
+      for k, v in jax.device_get(metrics(fake, test.target[i:i + batch])).items():
+        sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
+    n = len(art)
+    return np.concatenate(outputs), {
+        "psnr": sums["psnr"] / n, "ssim": sums["ssim"] / n, "lab_l1": sums["lab_l1"] / n,
+        "colourfulness_ratio": sums["colourfulness"] / n / target_colour}
+
   out = {}
   for name, art in test.lineart.items():
-    out[name] = {}
+    plain, scores = condition(art, None)
+    out[name] = {"strokes_0": scores}
+    # Hints on the training extractor's line art; the others show robustness without.
+    if not takes_hints or name != "xdog":
+      continue
     for count, hints in test.hints.items():
-      # Hints on the training extractor's line art; the others show robustness without.
-      if count and (not takes_hints or name != "xdog"):
-        continue
-      sums = {}
-      for i in range(0, len(art), batch):
-        h = None if hints is None else hints[i:i + batch]
-        fake = predict(art[i:i + batch], h)
-        for k, v in jax.device_get(metrics(fake, test.target[i:i + batch])).items():
-          sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
-      n = len(art)
-      out[name][f"strokes_{count}"] = {
-          "psnr": sums["psnr"] / n, "ssim": sums["ssim"] / n, "lab_l1": sums["lab_l1"] / n,
-          "colourfulness_ratio": sums["colourfulness"] / n / target_colour}
+      if count:
+        out[name][f"strokes_{count}"] = condition(art, hints)[1]
+    for count in testset_lib.GUIDED:
+      hints = testset_lib.guided_hints(plain, test.target, art, count)
+      out[name][f"guided_{count}"] = condition(art, hints)[1]
   return out

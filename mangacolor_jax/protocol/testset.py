@@ -7,6 +7,10 @@ lines and inked dark areas), so a model that only knows its own line art shows i
 `hints.stroke_hints` strokes from fixed keys and of a fixed shape (`PAINTED`, not the
 trained config's `hints`), the same for every model, placed on the `xdog` line art and
 scored with it: a change to the strokes training draws is measured on the same strokes.
+
+Those strokes start anywhere on paper, so most land on skin and background. A person looks
+at the colouring first and paints where it is wrong: `guided_hints` places the same kind of
+strokes there, from the model's own no-hint output, so each model gets its own.
 """
 
 import dataclasses
@@ -15,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from scipy import ndimage
 
 from mangacolor_jax.input_pipeline import datasets
 from mangacolor_jax.input_pipeline import lineart
@@ -35,6 +41,9 @@ PAINTED = ml_collections.FrozenConfigDict({
     "region_tolerance": 0.25})
 # Key of the test hints: fixed, so every model is scored with the same strokes.
 _HINTS_SEED = 20261202
+# Stroke counts of the strokes painted where the colours are wrong (`guided_hints`).
+GUIDED = (1, 3, 10, 30)
+_GUIDED_SEED = 20261206
 
 
 @dataclasses.dataclass
@@ -75,3 +84,24 @@ def build_test_set(config, strokes=STROKES, batch: int = 64) -> TestSet:
                               arts["xdog"][i:i + batch]))
         for i in range(0, len(target), batch)])
   return TestSet(names, target, arts, hints)
+
+
+def guided_hints(plain: np.ndarray, target: np.ndarray, lineart: np.ndarray, count: int,
+                 batch: int = 64) -> np.ndarray:
+  """`count` strokes per image where a person would paint them: where `plain` is wrong.
+
+  `plain` is a model's output without hints on `lineart` ([N, H, W, 3], [-1, 1]). Each
+  stroke (of the `PAINTED` shape, carrying its region's colour like every test stroke)
+  starts at a paper pixel drawn in proportion to the square of the colour error there
+  (the mean over channels of |plain - target|, averaged over the pixel's 5x5 neighbourhood):
+  the wrongly coloured regions get the strokes, the worst the most, and a region coloured
+  right gets next to none. The key is fixed, so the same outputs give the same strokes.
+  """
+  error = ndimage.uniform_filter(np.mean(np.abs(plain - target), axis=-1), size=(1, 5, 5))
+  key = jax.random.fold_in(jax.random.key(_GUIDED_SEED), count)
+  strokes_fn = jax.jit(lambda k, t, a, wt: hints_lib.stroke_hints(
+      k, t, a, jnp.full((t.shape[0],), count, jnp.int32), PAINTED, start_weight=wt))
+  return np.concatenate([
+      np.asarray(strokes_fn(jax.random.fold_in(key, i), target[i:i + batch],
+                            lineart[i:i + batch], np.square(error[i:i + batch])))
+      for i in range(0, len(target), batch)])

@@ -70,8 +70,8 @@ def write(workdir: str, config, step: int, metrics: dict[str, float],
 
 def add_protocol_scores(workdir: str, step: int, scores: dict) -> None:
   """Adds (or replaces) the card's section with the quality protocol's scores of the
-  checkpoint of `step` (`protocol.scoring.score`'s {extractor: {strokes_N: {metric:
-  value}}})."""
+  checkpoint of `step` (`protocol.scoring.score`'s {extractor: {strokes_N or guided_N:
+  {metric: value}}})."""
   path = os.path.join(workdir, NAME)
   card = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
   if _PROTOCOL in card:
@@ -81,7 +81,9 @@ def add_protocol_scores(workdir: str, step: int, scores: dict) -> None:
            "| line art | strokes | PSNR | SSIM | Lab L1 | colourfulness ratio |",
            "| --- | --- | --- | --- | --- | --- |"]
   for extractor, by_strokes in sorted(scores.items()):
-    for strokes, m in sorted(by_strokes.items(), key=lambda kv: int(kv[0].split("_")[1])):
-      lines.append(f"| {extractor} | {strokes.split('_')[1]} | {m['psnr']:.2f} | "
+    conditions = [(c.split("_")[0], int(c.split("_")[1]), m) for c, m in by_strokes.items()]
+    for kind, count, m in sorted(conditions, key=lambda c: (c[0] == "guided", c[1])):
+      strokes = f"{count}" + (" where wrong" if kind == "guided" else "")
+      lines.append(f"| {extractor} | {strokes} | {m['psnr']:.2f} | "
                    f"{m['ssim']:.3f} | {m['lab_l1']:.2f} | {m['colourfulness_ratio']:.2f} |")
   files.write_text(path, card.rstrip() + "\n\n" + "\n".join(lines) + "\n")
