@@ -13,13 +13,17 @@ extra input channels (and so to its D, which sees pix2pix's input A). It is scor
 same test set by the same code (`protocol.scoring`), with its networks in eval mode
 (running BatchNorm statistics, no dropout). Results land beside the project's
 (WORKDIR/peer/images_N/seed_S/result.json), so `python -m mangacolor_jax.quality
---workdir WORKDIR --table_only` lists both.
+--workdir WORKDIR --table_only` lists both. Beside it: the generator's weights
+(generator.pt, which `--rescore` scores again after a change to the scoring) and
+samples.png (the first test faces: line art | no hints | 10 strokes | with them | target).
 
 Needs torch in the same environment (`pip install torch==2.13.0`); the project does not
 depend on it.
 """
 
 import importlib.util
+import io
+import json
 import math
 import os
 import sys
@@ -40,6 +44,7 @@ from mangacolor_jax.protocol import runs  # pylint: disable=g-import-not-at-top,
 from mangacolor_jax.protocol import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.protocol import testset  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.runtime import seeds as seeds_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mangacolor_jax.utils import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "The project's config of the comparison.",
@@ -52,6 +57,8 @@ flags.DEFINE_string("peer", os.path.join(os.path.dirname(__file__), "..", "..", 
                                          "bench", "torch_pix2pix.py"),
                     "The peer's torch_pix2pix.py.")
 flags.DEFINE_integer("threads", 0, "torch threads (0: torch's default).")
+flags.DEFINE_bool("rescore", False, "Score finished runs again from their saved generator "
+                  "(generator.pt), after a change to the scoring.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -93,6 +100,63 @@ def train(peer, config, seed: int, steps: int):
   return trainer, time.time() - start
 
 
+def predictor(generator, takes_hints: bool):
+  """The protocol's `predict(lineart, hints)` for the peer's generator (eval mode)."""
+  def predict(lineart, hints):
+    if takes_hints:
+      hints = np.zeros(lineart.shape[:-1] + (4,), np.float32) if hints is None else hints
+      lineart = np.concatenate([lineart, hints], axis=-1)
+    with torch.no_grad():
+      y = generator(to_torch(lineart.astype(np.float32))).numpy()
+    return np.transpose(y, (0, 2, 3, 1))
+  return predict
+
+
+def write_samples(path: str, predict, test, count: int = 8) -> None:
+  """A picture of the first test faces: line art | no hints | 10 strokes | with them |
+  target (the strokes' column and the next are left out for a model without hints)."""
+  art, target = test.lineart["xdog"][:count], test.target[:count]
+  columns = [np.repeat(art, 3, axis=-1), predict(art, None)]
+  if test.hints.get(10) is not None:
+    hints = test.hints[10][:count]
+    columns += [np.where(hints[..., 3:] > 0, hints[..., :3], 1.0), predict(art, hints)]
+  grid = np.concatenate([np.concatenate(row, axis=1) for row in zip(*columns, target)])
+  image = np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+  files.save_image(path, image)
+
+
+def run(peer, config, test, workdir: str, images: int, seed: int) -> dict | None:
+  """Trains (or, with --rescore, reloads) one seed's peer and scores it; None when the
+  run is finished and not to be scored again."""
+  result_path = os.path.join(workdir, runs.RESULT)
+  weights = os.path.join(workdir, "generator.pt")
+  finished = os.path.exists(result_path)
+  if finished and not (FLAGS.rescore and os.path.exists(weights)):
+    return None
+  takes_hints = config.hints.mode != "none"
+  steps = images // config.batch_size
+  trainer, wall = train(peer, config, seed, 0 if finished else steps)
+  if finished:
+    trainer.G.load_state_dict(torch.load(weights))
+  else:
+    os.makedirs(workdir, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(trainer.G.state_dict(), buffer)
+    files.write_bytes(weights, buffer.getvalue())
+  predict = predictor(trainer.G.eval(), takes_hints)
+  scores = scoring.score(predict, takes_hints, test)
+  write_samples(os.path.join(workdir, "samples.png"), predict, test)
+  if finished:
+    with open(result_path, encoding="utf-8") as f:
+      result = json.load(f)
+    result["scores"] = scores
+    files.write_json(result_path, result)
+    return result
+  return runs.write_result(workdir, FLAGS.name, images, seed, scores, steps=steps,
+                           train_seconds=round(wall, 1), params_g=trainer.params_G,
+                           params_d=trainer.params_D)
+
+
 def main(argv):
   del argv
   if FLAGS.threads:
@@ -100,36 +164,14 @@ def main(argv):
   peer = load_peer(FLAGS.peer)
   config = FLAGS.config
   test = testset.build_test_set(config)
-  takes_hints = config.hints.mode != "none"
   for images in (int(i) for i in FLAGS.images):
     for seed in (int(s) for s in FLAGS.seeds):
       workdir = runs.run_dir(FLAGS.workdir, FLAGS.name, images, seed)
-      if os.path.exists(os.path.join(workdir, runs.RESULT)):
-        continue
-      os.makedirs(workdir, exist_ok=True)
-      steps = images // config.batch_size
-      trainer, wall = train(peer, config, seed, steps)
-      generator = trainer.G.eval()
-
-      def predict(lineart, hints, generator=generator):
-        x = lineart if hints is None else np.concatenate([lineart, hints], axis=-1)
-        with torch.no_grad():
-          y = generator(to_torch(x.astype(np.float32))).numpy()
-        return np.transpose(y, (0, 2, 3, 1))
-
-      if not takes_hints:
-        predict_fn = lambda lineart, hints: predict(lineart, None)
-      else:
-        predict_fn = lambda lineart, hints: predict(
-            lineart, np.zeros(lineart.shape[:-1] + (4,), np.float32) if hints is None
-            else hints)
-      scores = scoring.score(predict_fn, takes_hints, test)
-      runs.write_result(workdir, FLAGS.name, images, seed, scores, steps=steps,
-                        train_seconds=round(wall, 1), params_g=trainer.params_G,
-                        params_d=trainer.params_D)
-      xdog = scores["xdog"]["strokes_0"]
-      print(f"{FLAGS.name} images={images} seed={seed}: PSNR {xdog['psnr']:.2f} dB, "
-            f"colourfulness {xdog['colourfulness_ratio']:.2f}", flush=True)
+      result = run(peer, config, test, workdir, images, seed)
+      if result is not None:
+        xdog = result["scores"]["xdog"]["strokes_0"]
+        print(f"{FLAGS.name} images={images} seed={seed}: PSNR {xdog['psnr']:.2f} dB, "
+              f"colourfulness {xdog['colourfulness_ratio']:.2f}", flush=True)
 
 
 if __name__ == "__main__":
