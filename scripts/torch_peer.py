@@ -23,7 +23,6 @@ depend on it.
 
 import importlib.util
 import io
-import json
 import math
 import os
 import sys
@@ -147,11 +146,7 @@ def run(peer, config, test, workdir: str, images: int, seed: int) -> dict | None
   scores = scoring.score(predict, takes_hints, test)
   write_samples(os.path.join(workdir, "samples.png"), predict, test)
   if finished:
-    with open(result_path, encoding="utf-8") as f:
-      result = json.load(f)
-    result["scores"] = scores
-    files.write_json(result_path, result)
-    return result
+    return runs.replace_scores(workdir, scores)
   return runs.write_result(workdir, FLAGS.name, images, seed, scores, steps=steps,
                            train_seconds=round(wall, 1), params_g=trainer.params_G,
                            params_d=trainer.params_D)

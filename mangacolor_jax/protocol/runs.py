@@ -34,6 +34,16 @@ def write_result(workdir: str, name: str, images: int, seed: int, scores: dict,
   return result
 
 
+def replace_scores(workdir: str, scores: dict) -> dict:
+  """A finished run's result with its scores replaced (a rescore), written back."""
+  path = os.path.join(workdir, RESULT)
+  with open(path, encoding="utf-8") as f:
+    result = json.load(f)
+  result["scores"] = scores
+  files.write_json(path, result)
+  return result
+
+
 def _score_checkpoint(workdir: str, test: testset_lib.TestSet) -> dict:
   model = colorizer_lib.Colorizer(workdir, "latest")
   scores = scoring.score(model.predict_batch, model.takes_hints, test)
@@ -49,13 +59,10 @@ def train_and_score(config, root: str, name: str, images: int, seed: int,
   workdir = run_dir(root, name, images, seed)
   path = os.path.join(workdir, RESULT)
   if os.path.exists(path):
+    if rescore:
+      return replace_scores(workdir, _score_checkpoint(workdir, test))
     with open(path, encoding="utf-8") as f:
-      result = json.load(f)
-    if not rescore:
-      return result
-    result["scores"] = _score_checkpoint(workdir, test)
-    files.write_json(path, result)
-    return result
+      return json.load(f)
   config = config.copy_and_resolve_references()
   config.seed = seed
   config.num_train_steps = images // config.batch_size

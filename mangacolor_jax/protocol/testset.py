@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-
 from scipy import ndimage
 
 from mangacolor_jax.input_pipeline import datasets
