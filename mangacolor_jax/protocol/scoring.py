@@ -21,20 +21,24 @@ def score(predict: Predict, takes_hints: bool, test: testset_lib.TestSet,
   """{extractor: {condition: {psnr, ssim, lab_l1, colourfulness_ratio}}}: every extractor
   without hints ("strokes_0") and, for a model that takes hints, the `xdog` line art with
   each count N of the test strokes ("strokes_N") and of strokes painted where the model's
-  no-hint colours are wrong ("guided_N", `testset.guided_hints`)."""
+  colours are wrong, ten per look ("guided_N", `testset.paint_where_wrong`)."""
   metrics = jax.jit(step_lib.quality_metrics)
   target_colour = float(np.mean(np.asarray(image_metrics.colourfulness(
       image_metrics.to_unit(test.target)))))
 
+  def colour(art, hints):
+    return np.concatenate([
+        np.asarray(predict(art[i:i + batch], None if hints is None else hints[i:i + batch]))
+        for i in range(0, len(art), batch)])
+
   def condition(art, hints):
-    sums, outputs = {}, []
+    outputs, sums = colour(art, hints), {}
     for i in range(0, len(art), batch):
-      fake = predict(art[i:i + batch], None if hints is None else hints[i:i + batch])
-      outputs.append(np.asarray(fake))
-      for k, v in jax.device_get(metrics(fake, test.target[i:i + batch])).items():
+      m = metrics(outputs[i:i + batch], test.target[i:i + batch])
+      for k, v in jax.device_get(m).items():
         sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
     n = len(art)
-    return np.concatenate(outputs), {
+    return outputs, {
         "psnr": sums["psnr"] / n, "ssim": sums["ssim"] / n, "lab_l1": sums["lab_l1"] / n,
         "colourfulness_ratio": sums["colourfulness"] / n / target_colour}
 
@@ -49,6 +53,6 @@ def score(predict: Predict, takes_hints: bool, test: testset_lib.TestSet,
       if count:
         out[name][f"strokes_{count}"] = condition(art, hints)[1]
     for count in testset_lib.GUIDED:
-      hints = testset_lib.guided_hints(plain, test.target, art, count)
+      hints = testset_lib.paint_where_wrong(colour, plain, test.target, art, count)
       out[name][f"guided_{count}"] = condition(art, hints)[1]
   return out

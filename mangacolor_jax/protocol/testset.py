@@ -10,10 +10,14 @@ scored with it: a change to the strokes training draws is measured on the same s
 
 Those strokes start anywhere on paper, so most land on skin and background. A person looks
 at the colouring first and paints where it is wrong: `guided_hints` places the same kind of
-strokes there, from the model's own no-hint output, so each model gets its own.
+strokes there, from the model's own no-hint output, so each model gets its own. More than
+`GUIDED_PER_LOOK` strokes are painted in rounds (`paint_where_wrong`): ten where the
+no-hint colouring is wrong, then, after looking at the colouring those ten give, ten where
+it is still wrong, and so on, as a person who looks again paints.
 """
 
 import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +46,8 @@ PAINTED = ml_collections.FrozenConfigDict({
 _HINTS_SEED = 20261202
 # Stroke counts of the strokes painted where the colours are wrong (`guided_hints`).
 GUIDED = (1, 3, 10, 30)
+# Strokes painted per look at the colouring: 30 are three rounds of 10.
+GUIDED_PER_LOOK = 10
 _GUIDED_SEED = 20261206
 
 
@@ -86,7 +92,7 @@ def build_test_set(config, strokes=STROKES, batch: int = 64) -> TestSet:
 
 
 def guided_hints(plain: np.ndarray, target: np.ndarray, lineart: np.ndarray, count: int,
-                 batch: int = 64) -> np.ndarray:
+                 look: int = 0, batch: int = 64) -> np.ndarray:
   """`count` strokes per image where a person would paint them: where `plain` is wrong.
 
   `plain` is a model's output without hints on `lineart` ([N, H, W, 3], [-1, 1]). Each
@@ -94,13 +100,32 @@ def guided_hints(plain: np.ndarray, target: np.ndarray, lineart: np.ndarray, cou
   starts at a paper pixel drawn in proportion to the square of the colour error there
   (the mean over channels of |plain - target|, averaged over the pixel's 5x5 neighbourhood):
   the wrongly coloured regions get the strokes, the worst the most, and a region coloured
-  right gets next to none. The key is fixed, so the same outputs give the same strokes.
+  right gets next to none. The key is fixed by `count` and `look` (the round, counted
+  from 0), so the same outputs give the same strokes.
   """
   error = ndimage.uniform_filter(np.mean(np.abs(plain - target), axis=-1), size=(1, 5, 5))
   key = jax.random.fold_in(jax.random.key(_GUIDED_SEED), count)
+  if look:
+    key = jax.random.fold_in(key, look)
   strokes_fn = jax.jit(lambda k, t, a, wt: hints_lib.stroke_hints(
       k, t, a, jnp.full((t.shape[0],), count, jnp.int32), PAINTED, start_weight=wt))
   return np.concatenate([
       np.asarray(strokes_fn(jax.random.fold_in(key, i), target[i:i + batch],
                             lineart[i:i + batch], np.square(error[i:i + batch])))
       for i in range(0, len(target), batch)])
+
+
+def paint_where_wrong(predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      plain: np.ndarray, target: np.ndarray, lineart: np.ndarray,
+                      count: int) -> np.ndarray:
+  """`count` strokes where the colours are wrong, `GUIDED_PER_LOOK` per look: each round
+  is painted (`guided_hints`) where the colouring of the strokes so far is wrong, and
+  `predict(lineart, hints)` gives that colouring (`plain` is the one without hints). A new
+  stroke covers the old ones it crosses. The first round's strokes are `guided_hints`' of
+  `min(count, GUIDED_PER_LOOK)`, so 30 strokes start with the same 10 as 10 strokes."""
+  hints = guided_hints(plain, target, lineart, min(count, GUIDED_PER_LOOK))
+  for look in range(1, -(-count // GUIDED_PER_LOOK)):
+    more = guided_hints(predict(lineart, hints), target, lineart,
+                        min(count - look * GUIDED_PER_LOOK, GUIDED_PER_LOOK), look=look)
+    hints = np.where(more[..., 3:] > 0, more, hints)
+  return hints

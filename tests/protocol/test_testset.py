@@ -58,6 +58,36 @@ def test_guided_strokes_go_where_the_colours_are_wrong():
   np.testing.assert_array_equal(hints, testset.guided_hints(plain, target, lineart, count=10))
 
 
+def test_thirty_guided_strokes_are_painted_in_rounds():
+  """Past ten, strokes go where the colouring with the strokes so far is still wrong. The
+  model is far off on the left half and a little off on the right, and colours a half
+  right once a stroke lands on it: one look puts all 30 strokes on the left (the right's
+  error is small beside it), rounds put the second ten on the right, which the first ten
+  fixed nothing of."""
+  target, lineart = _halves()
+  plain = target.copy()
+  plain[:, :, :16] = 0.0  # grey where red belongs
+  plain[:, :, 16:, 2] = 0.9  # blue, a little pale
+
+  def predict(art, hints):
+    out = plain.copy()
+    for half in (slice(0, 16), slice(16, 32)):
+      painted = hints[:, :, half, 3].sum(axis=(1, 2)) > 0
+      out[painted, :, half] = target[painted, :, half]
+    return out
+
+  one_look = testset.guided_hints(plain, target, lineart, count=30)
+  assert (one_look[:, :, 16:, 3].sum(axis=(1, 2)) == 0).any()  # a look misses the right
+  rounds = testset.paint_where_wrong(predict, plain, target, lineart, count=30)
+  assert (rounds[:, :, 16:, 3].sum(axis=(1, 2)) > 0).all()
+  np.testing.assert_array_equal(predict(lineart, rounds), target)
+  # The first round is the ten strokes' own; fewer than ten are one look.
+  ten = testset.guided_hints(plain, target, lineart, count=10)
+  np.testing.assert_array_equal(
+      testset.paint_where_wrong(predict, plain, target, lineart, count=10), ten)
+  assert (rounds[..., 3] >= ten[..., 3]).all()
+
+
 def test_scoring_reports_guided_strokes_and_their_gain(tiny_config, ci_faces):
   """A hint-taking model is scored with the test strokes and the guided ones (a model that
   fills each painted pixel with its hint colour gains from both, the more the strokes the
