@@ -13,12 +13,12 @@ Hardware and expected result: a 2-core CPU at 1.3-4 steps/s (2,000 steps, 32k im
 9-25 minutes). The quality protocol (docs/quality.md: 32k images, the faces' test split)
 measures 16.93 +- 0.15 dB PSNR without hints on XDoG line art (16.7 and 15.4 on dilation and
 thick-XDoG line art), SSIM 0.79, colourfulness 0.73 of the targets', +1.6 / +2.3 dB with 10 /
-30 painted strokes at random places and +2.3 / +2.6 dB with 10 / 30 strokes where its
-colours are wrong (seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9
-and -2.7 dB with strokes). Longer runs fall again on the 8,000 faces after about 3,000
-steps (one seed at 128k images: best 17.26 dB at step 3,000, last 16.09 at 8,000), so
-colorize and serve load the best checkpoint, which the run keeps. On a GPU, raise
-batch_size and num_train_steps.
+30 painted strokes at random places and +2.3 / +3.3 dB with 10 / 30 strokes where its
+colours are wrong, painted in rounds of ten (seeds 0, 1, 2; the baseline before the
+ablation, one seed: 14.9 dB, -0.9 and -2.7 dB with strokes). Longer runs fall again on
+the 8,000 faces after about 3,000 steps (one seed at 128k images: best 17.26 dB at step
+3,000, last 16.09 at 8,000), so colorize and serve load the best checkpoint, which the run
+keeps. On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
