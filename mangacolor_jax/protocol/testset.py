@@ -124,8 +124,8 @@ def paint_where_wrong(predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
   stroke covers the old ones it crosses. The first round's strokes are `guided_hints`' of
   `min(count, GUIDED_PER_LOOK)`, so 30 strokes start with the same 10 as 10 strokes."""
   hints = guided_hints(plain, target, lineart, min(count, GUIDED_PER_LOOK))
-  for look in range(1, -(-count // GUIDED_PER_LOOK)):
+  for look, painted in enumerate(range(GUIDED_PER_LOOK, count, GUIDED_PER_LOOK), start=1):
     more = guided_hints(predict(lineart, hints), target, lineart,
-                        min(count - look * GUIDED_PER_LOOK, GUIDED_PER_LOOK), look=look)
+                        min(count - painted, GUIDED_PER_LOOK), look=look)
     hints = np.where(more[..., 3:] > 0, more, hints)
   return hints
