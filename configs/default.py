@@ -128,6 +128,10 @@ def get_config():
   # Exponential moving average of the generator's weights, kept in the state and used for
   # evaluation and inference when > 0 (e.g. 0.999); 0 keeps none.
   config.model.ema_decay = 0.0
+  # With an average and a BatchNorm G: before each evaluation and checkpoint, G's BatchNorm
+  # statistics are measured under the averaged weights on this many fixed training batches
+  # (the last iterate's running statistics do not fit them); 0 keeps the running ones.
+  config.model.ema_bn_batches = 50
 
   config.loss = ml_collections.ConfigDict()
   config.loss.gan = "lsgan"  # vanilla | lsgan | hinge | none (plain reconstruction)

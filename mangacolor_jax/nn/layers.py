@@ -10,12 +10,15 @@ NORMS = ("batch", "instance", "layer", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 # pix2pix initialisation: N(0, 0.02) kernels, zero biases (every convolution of the project).
 conv_init = nn.initializers.normal(0.02)
+# BatchNorm's running statistics: new = MOMENTUM * old + (1 - MOMENTUM) * batch's.
+BATCH_NORM_MOMENTUM = 0.9
 
 
 def make_norm(kind: str, train: bool, dtype: Any) -> Callable[..., nn.Module]:
   """Returns a constructor for the normalisation layer `kind` (called with `name=`)."""
   if kind == "batch":
-    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    return functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=BATCH_NORM_MOMENTUM,
                              epsilon=1e-5, dtype=dtype)
   if kind == "instance":
     return functools.partial(nn.InstanceNorm, epsilon=1e-5, dtype=dtype)

@@ -166,6 +166,9 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
       raise ValueError(f"config.model.{field}={value} must be positive")
   if not 0.0 <= m.ema_decay < 1.0:
     raise ValueError(f"config.model.ema_decay={m.ema_decay} must be in [0, 1)")
+  if int(m.ema_bn_batches) < 0:
+    raise ValueError(f"config.model.ema_bn_batches={m.ema_bn_batches} must be >= 0 "
+                     "(0 keeps the running statistics)")
   if int(gen.head_features) < 0:
     raise ValueError(f"config.model.gen.head_features={gen.head_features} must be >= 0")
   if not 0.0 <= gen.dropout < 1.0:

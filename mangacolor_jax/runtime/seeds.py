@@ -18,6 +18,8 @@ import jax
 
 # Key of the hints given at evaluation: fixed, so "with hints" metrics compare across runs.
 EVAL_HINTS_SEED = 1234
+# The hints of the batches G's BatchNorm statistics are measured on (`step.average_batch_stats`).
+AVERAGE_STATS_SEED = 4321
 
 
 def resolve_seed(config, restored_meta: dict | None = None) -> int:

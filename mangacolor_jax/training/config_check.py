@@ -34,6 +34,7 @@ def upgrade_saved_config(config: dict) -> dict:
   model.setdefault("downsample", "conv")
   model.setdefault("freeze", [])
   model.setdefault("ema_decay", 0.0)
+  model.setdefault("ema_bn_batches", 0)  # older runs kept the running statistics
   model.setdefault("gen", {}).setdefault("hint_pyramid", False)
   model["gen"].setdefault("head_features", 0)
   config.get("data", {}).pop("tfds_name", None)

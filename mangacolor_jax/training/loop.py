@@ -86,6 +86,14 @@ class Evaluator:
     self.sample_batch = next(datasets.create_train_dataset(
         config, seed=data_seed, process_index=pi, process_count=pc,
         lineart_on_device=on_device).as_numpy_iterator())
+    # Fixed training batches on which G's BatchNorm statistics are measured under the
+    # averaged weights before each evaluation and checkpoint (`step.with_average_stats`).
+    self.stats_ds = self.measure_stats = None
+    if step_lib.measures_average_stats(config):
+      self.stats_ds = datasets.create_train_dataset(
+          config, seed=data_seed, process_index=pi, process_count=pc,
+          lineart_on_device=on_device).take(config.model.ema_bn_batches)
+      self.measure_stats = step_lib.compile_average_batch_stats(nets, mesh)
     self.eval_step = step_lib.compile_eval_step(nets, mesh)
     self.generate = compile_lib.jit(nets.generate, config)
     self.samples_dir = os.path.join(workdir, "samples")
@@ -109,6 +117,15 @@ class Evaluator:
     logging.info("eval at step %d: %s", step,
                  json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     return metrics
+
+  def with_average_stats(self, state: state_lib.GANState) -> state_lib.GANState:
+    """`state` with G's BatchNorm statistics measured under its averaged weights (itself
+    when the run measures none)."""
+    if self.stats_ds is None:
+      return state
+    batches = (self.place_train(b) for b in self.stats_ds.as_numpy_iterator())
+    return mesh_lib.replicate(
+        step_lib.with_average_stats(self.measure_stats, state, batches), self.mesh)
 
   def probe_batch(self) -> dict[str, jax.Array]:
     """The first validation batch, placed on the mesh (the diagnostics' fixed batch)."""
@@ -230,6 +247,7 @@ class Loop:
     config, start_step = self.config, self.start_step
     if start_step == 0:
       self.writer.write_hparams(provenance.flatten_config(config))
+      state = self.evaluate.with_average_stats(state)
       self.evaluate(0, state)
     report_progress = periodic_actions.ReportProgress(
         num_train_steps=config.num_train_steps, writer=self.writer)
@@ -247,6 +265,11 @@ class Loop:
         self.diagnostics.write(step, before, state, batch)
       window.append(metrics)
       report_progress(step)
+      if (step % config.eval_every_steps == 0 or step % config.checkpoint_every_steps == 0
+          or step == config.num_train_steps):
+        # Evaluated and saved with statistics that fit the averaged weights (training
+        # itself normalizes by each batch's own and never reads them).
+        state = self.evaluate.with_average_stats(state)
       window, stop = self.after_step(step, state, window)
       if stop:
         break
