@@ -6,9 +6,12 @@ import jax
 import numpy as np
 
 from mangacolor_jax.infer import colorizer as colorizer_lib
+from mangacolor_jax.input_pipeline import datasets
 from mangacolor_jax.runtime import mesh as mesh_lib
+from mangacolor_jax.runtime import seeds
 from mangacolor_jax.training import checkpointing
 from mangacolor_jax.training import loop
+from mangacolor_jax.training import objective
 from mangacolor_jax.training import state as state_lib
 from mangacolor_jax.training import step as step_lib
 
@@ -76,3 +79,27 @@ def test_checkpoints_from_before_the_average_still_load(tiny_config, tmp_path):
   assert restored.g_ema is None
   for a, b in zip(_leaves(restored.g_params), _leaves(state.g_params)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_average_is_evaluated_with_batch_norm_statistics_measured_under_it(
+    tiny_config, tmp_path):
+  """The saved statistics are those of the averaged weights (not of the last iterate's
+  batches): on the training batch they were measured on, G in evaluation mode, as colorize
+  runs it, gives what G in training mode (the batch's own statistics) gives."""
+  tiny_config.model.ema_decay = 0.9
+  tiny_config.model.ema_bn_batches = 1
+  tiny_config.hints.mode = "strokes"
+  tiny_config.num_train_steps = 4
+  loop.train_and_evaluate(tiny_config, str(tmp_path))
+  model = colorizer_lib.Colorizer(str(tmp_path), "latest")
+  nets, state = model.nets, model.state
+  # The run's first training batch, with the hints the measurement drew for it.
+  batch = next(datasets.create_train_dataset(
+      tiny_config, seed=seeds.run_keys(tiny_config.seed).data_seed).as_numpy_iterator())
+  keys = seeds.step_keys(jax.random.key(seeds.AVERAGE_STATS_SEED), 0)
+  hints = objective.step_hints(nets, keys, batch["target"], batch["lineart"])
+  evaluated = nets.generate(state, batch["lineart"], hints)
+  in_training, _ = nets.generate_for_training(
+      state.g_ema, state.g_batch_stats, nets.generator_input(batch["lineart"], hints),
+      keys.dropout)
+  np.testing.assert_allclose(np.asarray(evaluated), np.asarray(in_training), atol=2e-4)

@@ -149,6 +149,21 @@ def test_crash_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypat
   assert_same_state(reference, resumed)
 
 
+def test_with_measured_statistics_crash_and_resume_matches_uninterrupted(
+    tiny_config, tmp_path, monkeypatch, assert_same_state):
+  """With an average, G's BatchNorm statistics are measured under it at each checkpoint
+  (`model.ema_bn_batches`): a resumed run still ends in the uninterrupted run's state."""
+  tiny_config.num_train_steps = 4
+  tiny_config.eval_every_steps = 100
+  tiny_config.model.ema_decay = 0.9
+  tiny_config.model.ema_bn_batches = 2
+  reference = loop.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
+  crash_after_two_steps(tiny_config, str(tmp_path / "resumed"), monkeypatch)
+  resumed = loop.train_and_evaluate(tiny_config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == 4
+  assert_same_state(reference, resumed)
+
+
 def test_line_art_on_the_device_trains_and_resumes_exactly(tiny_config, tmp_path,
                                                             monkeypatch, assert_same_state):
   """config.data.lineart_on = "device": the pipeline leaves the line art to the mesh, and
