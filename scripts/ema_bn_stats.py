@@ -10,9 +10,9 @@ iterate (momentum `nn.layers.BATCH_NORM_MOMENTUM`: about its last ten training b
 seen by weights other than the average's). This measures them again under the averaged
 weights exactly as training now does before each checkpoint (`step.with_average_stats`:
 the run's own first `--batches` training batches, with its line art and hints), and prints
-the protocol's no-hint scores on the test split of `--config` with the saved statistics
-and with the measured ones. For a run with `model.ema_bn_batches` = `--batches`, the two
-are the same.
+the protocol's no-hint scores (`--strokes`: all its scores) on the test split of
+`--config` with the saved statistics and with the measured ones. For a run with
+`model.ema_bn_batches` = `--batches`, the two are the same.
 """
 
 import json
@@ -40,9 +40,11 @@ from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "The run's config (its test split and "
                                 "image folder are read).", lock_config=True)
-flags.DEFINE_string("workdir", None, "A trained run with averaged weights (latest checkpoint).")
+flags.DEFINE_string("workdir", None, "A trained run with averaged weights.")
+flags.DEFINE_string("checkpoint", "latest", "Its checkpoint: latest | best | a step.")
 flags.DEFINE_integer("batches", 50, "Training batches the statistics are measured on "
                      "(config.model.ema_bn_batches's default).")
+flags.DEFINE_bool("strokes", False, "Score with the protocol's strokes too (every condition).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -65,12 +67,14 @@ def measured_state(config, state: state_lib.GANState, batches: int):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("too many arguments")
-  config, state, step = colorizer_lib.load_config_and_state(FLAGS.workdir, "latest")
+  config, state, step = colorizer_lib.load_config_and_state(
+      FLAGS.workdir, int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint)
   if state.g_ema is None or not jax.tree_util.tree_leaves(state.g_batch_stats):
     raise app.UsageError(f"{FLAGS.workdir}: G has no averaged weights or no BatchNorm")
   config.data.image_dir = FLAGS.config.data.image_dir
   measured = measured_state(config, state, FLAGS.batches)
-  test = testset_lib.build_test_set(FLAGS.config, strokes=(0,))
+  test = (testset_lib.build_test_set(FLAGS.config) if FLAGS.strokes else
+          testset_lib.build_test_set(FLAGS.config, strokes=(0,)))
   nets = state_lib.create_networks(config)
   generate = jax.jit(nets.generate)
 
@@ -81,12 +85,12 @@ def main(argv):
                      -1.0, 1.0)
     return predict
 
-  print(f"{FLAGS.workdir} (step {step}), no hints: PSNR dB, colourfulness ratio")
+  print(f"{FLAGS.workdir} (step {step}): PSNR dB, colourfulness ratio")
   for name, st in (("saved", state), ("measured", jax.device_get(measured))):
-    scores = scoring.score(predictor(st), False, test)
-    print(name, json.dumps({e: [round(s["strokes_0"]["psnr"], 2),
-                                round(s["strokes_0"]["colourfulness_ratio"], 2)]
-                            for e, s in scores.items()}))
+    scores = scoring.score(predictor(st), FLAGS.strokes and nets.use_hints, test)
+    print(name, json.dumps({f"{e}/{c}": [round(s["psnr"], 2), round(s["colourfulness_ratio"], 2)]
+                            for e, conditions in scores.items()
+                            for c, s in conditions.items()}))
 
 
 if __name__ == "__main__":
