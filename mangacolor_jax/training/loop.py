@@ -265,21 +265,22 @@ class Loop:
         self.diagnostics.write(step, before, state, batch)
       window.append(metrics)
       report_progress(step)
-      if (step % config.eval_every_steps == 0 or step % config.checkpoint_every_steps == 0
-          or step == config.num_train_steps):
-        # Evaluated and saved with statistics that fit the averaged weights (training
-        # itself normalizes by each batch's own and never reads them).
-        state = self.evaluate.with_average_stats(state)
-      window, stop = self.after_step(step, state, window)
+      state, window, stop = self.after_step(step, state, window)
       if stop:
         break
     return state
 
-  def after_step(self, step: int, state, window: list) -> tuple[list, bool]:
-    """Logs, evaluates and checkpoints as the config asks; returns the metrics not yet
-    logged and whether early stopping ends the run."""
+  def after_step(self, step: int, state: state_lib.GANState, window: list
+                 ) -> tuple[state_lib.GANState, list, bool]:
+    """Logs, evaluates and checkpoints as the config asks; returns the state (with G's
+    statistics measured under the averaged weights where it was evaluated or saved), the
+    metrics not yet logged and whether early stopping ends the run."""
     config = self.config
     is_last = step == config.num_train_steps
+    if (step % config.eval_every_steps == 0 or step % config.checkpoint_every_steps == 0 or
+        is_last):
+      # Training normalizes by each batch's own statistics and never reads these.
+      state = self.evaluate.with_average_stats(state)
     if step % config.log_every_steps == 0 or is_last:
       logged = jax.device_get(window)
       check_finite(step, logged, self.ckpt)
@@ -303,7 +304,7 @@ class Loop:
       if best and jax.process_index() == 0:
         model_card.write(self.workdir, config, step, eval_metrics, self.split_sizes(),
                          time.monotonic() - self.started, self.run_meta["git_commit"])
-    return window, stop
+    return state, window, stop
 
   def split_sizes(self) -> dict[str, int]:
     """Images per split, for the model card (a TFDS data set's report has them)."""
