@@ -22,9 +22,7 @@ import sys
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mangacolor_jax.infer import colorizer as colorizer_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -48,46 +46,38 @@ flags.DEFINE_bool("strokes", False, "Score with the protocol's strokes too (ever
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def measured_state(config, state: state_lib.GANState, batches: int):
-  """`state` (replicated on this host's devices) with G's statistics measured under its
-  averaged weights on the run's first `batches` training batches, as training does."""
+def measured_state(config, nets: state_lib.Networks, state: state_lib.GANState,
+                   batches: int) -> state_lib.GANState:
+  """`state` with G's statistics measured under its averaged weights on the run's first
+  `batches` training batches, as training does."""
   if config.seed < 0:
     raise app.UsageError("the run drew its seed (config.seed=-1): its batches are unknown")
   mesh = mesh_lib.create_mesh()
-  nets = state_lib.create_networks(config)
   data = datasets.create_train_dataset(
       config, seed=seeds.run_keys(int(config.seed)).data_seed,
       lineart_on_device=inputs.on_device(config)).take(batches)
   place = inputs.Placer(config, mesh, training=True)
-  return step_lib.with_average_stats(
+  return jax.device_get(step_lib.with_average_stats(
       step_lib.compile_average_batch_stats(nets, mesh), mesh_lib.replicate(state, mesh),
-      (place(b) for b in data.as_numpy_iterator()))
+      (place(b) for b in data.as_numpy_iterator())))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("too many arguments")
-  config, state, step = colorizer_lib.load_config_and_state(
+  model = colorizer_lib.Colorizer(
       FLAGS.workdir, int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint)
-  if state.g_ema is None or not jax.tree_util.tree_leaves(state.g_batch_stats):
+  saved = model.state
+  if saved.g_ema is None or not jax.tree_util.tree_leaves(saved.g_batch_stats):
     raise app.UsageError(f"{FLAGS.workdir}: G has no averaged weights or no BatchNorm")
-  config.data.image_dir = FLAGS.config.data.image_dir
-  measured = measured_state(config, state, FLAGS.batches)
+  model.config.data.image_dir = FLAGS.config.data.image_dir
+  measured = measured_state(model.config, model.nets, saved, FLAGS.batches)
   test = (testset_lib.build_test_set(FLAGS.config) if FLAGS.strokes else
           testset_lib.build_test_set(FLAGS.config, strokes=(0,)))
-  nets = state_lib.create_networks(config)
-  generate = jax.jit(nets.generate)
-
-  def predictor(st):
-    def predict(lineart, hints):
-      hints = np.zeros(lineart.shape[:3] + (4,), np.float32) if hints is None else hints
-      return np.clip(np.asarray(generate(st, jnp.asarray(lineart), jnp.asarray(hints))),
-                     -1.0, 1.0)
-    return predict
-
-  print(f"{FLAGS.workdir} (step {step}): PSNR dB, colourfulness ratio")
-  for name, st in (("saved", state), ("measured", jax.device_get(measured))):
-    scores = scoring.score(predictor(st), FLAGS.strokes and nets.use_hints, test)
+  print(f"{FLAGS.workdir} (step {model.step}): PSNR dB, colourfulness ratio")
+  for name, state in (("saved", saved), ("measured", measured)):
+    model.state = state
+    scores = scoring.score(model.predict_batch, FLAGS.strokes and model.takes_hints, test)
     print(name, json.dumps({f"{e}/{c}": [round(s["psnr"], 2), round(s["colourfulness_ratio"], 2)]
                             for e, conditions in scores.items()
                             for c, s in conditions.items()}))
