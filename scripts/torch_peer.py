@@ -15,7 +15,8 @@ same test set by the same code (`protocol.scoring`), with its networks in eval m
 (WORKDIR/peer/images_N/seed_S/result.json), so `python -m mangacolor_jax.quality
 --workdir WORKDIR --table_only` lists both. Beside it: the generator's weights
 (generator.pt, which `--rescore` scores again after a change to the scoring) and
-samples.png (the first test faces: line art | no hints | 10 strokes | with them | target).
+pictures.png (the project's picture sheet, `protocol.pictures`: the first test faces on
+each extractor's line art, without hints and with 10 strokes where its colours are wrong).
 
 Needs torch in the same environment (`pip install torch==2.13.0`); the project does not
 depend on it.
@@ -39,6 +40,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mangacolor_jax.input_pipeline import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.nn import hints as hints_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mangacolor_jax.protocol import pictures  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.protocol import runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.protocol import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.protocol import testset  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -111,19 +113,6 @@ def predictor(generator, takes_hints: bool):
   return predict
 
 
-def write_samples(path: str, predict, test, count: int = 8) -> None:
-  """A picture of the first test faces: line art | no hints | 10 strokes | with them |
-  target (the strokes' column and the next are left out for a model without hints)."""
-  art, target = test.lineart["xdog"][:count], test.target[:count]
-  columns = [np.repeat(art, 3, axis=-1), predict(art, None)]
-  if test.hints.get(10) is not None:
-    hints = test.hints[10][:count]
-    columns += [np.where(hints[..., 3:] > 0, hints[..., :3], 1.0), predict(art, hints)]
-  grid = np.concatenate([np.concatenate(row, axis=1) for row in zip(*columns, target)])
-  image = np.clip((grid + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-  files.save_image(path, image)
-
-
 def run(peer, config, test, workdir: str, images: int, seed: int) -> dict | None:
   """Trains (or, with --rescore, reloads) one seed's peer and scores it; None when the
   run is finished and not to be scored again."""
@@ -144,7 +133,8 @@ def run(peer, config, test, workdir: str, images: int, seed: int) -> dict | None
     files.write_bytes(weights, buffer.getvalue())
   predict = predictor(trainer.G.eval(), takes_hints)
   scores = scoring.score(predict, takes_hints, test)
-  write_samples(os.path.join(workdir, "samples.png"), predict, test)
+  files.save_image(os.path.join(workdir, runs.PICTURES),
+                   pictures.sheet(predict, takes_hints, test))
   if finished:
     return runs.replace_scores(workdir, scores)
   return runs.write_result(workdir, FLAGS.name, images, seed, scores, steps=steps,

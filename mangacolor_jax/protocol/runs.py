@@ -3,7 +3,8 @@
 A run is (name, images seen, seed): the config trained from scratch for
 `images // batch_size` steps in `ROOT/name/images_N/seed_S`, then its last checkpoint
 (the budget's, not the best one) scored on the test set; `result.json` there records it,
-and a finished run is not trained again. `table` averages the results over seeds.
+`pictures.png` shows its colourings of the first test faces (`pictures.sheet`), and a
+finished run is not trained again. `table` averages the results over seeds.
 """
 
 import glob
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 from mangacolor_jax.infer import colorizer as colorizer_lib
+from mangacolor_jax.protocol import pictures
 from mangacolor_jax.protocol import scoring
 from mangacolor_jax.protocol import testset as testset_lib
 from mangacolor_jax.training import loop
@@ -21,6 +23,7 @@ from mangacolor_jax.training import model_card
 from mangacolor_jax.utils import files
 
 RESULT = "result.json"
+PICTURES = "pictures.png"
 
 
 def run_dir(root: str, name: str, images: int, seed: int) -> str:
@@ -48,6 +51,8 @@ def _score_checkpoint(workdir: str, test: testset_lib.TestSet) -> dict:
   model = colorizer_lib.Colorizer(workdir, "latest")
   scores = scoring.score(model.predict_batch, model.takes_hints, test)
   model_card.add_protocol_scores(workdir, model.step, scores)
+  files.save_image(os.path.join(workdir, PICTURES),
+                   pictures.sheet(model.predict_batch, model.takes_hints, test))
   return scores
 
 
