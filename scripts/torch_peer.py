@@ -133,8 +133,7 @@ def run(peer, config, test, workdir: str, images: int, seed: int) -> dict | None
     files.write_bytes(weights, buffer.getvalue())
   predict = predictor(trainer.G.eval(), takes_hints)
   scores = scoring.score(predict, takes_hints, test)
-  files.save_image(os.path.join(workdir, runs.PICTURES),
-                   pictures.sheet(predict, takes_hints, test))
+  pictures.write(workdir, predict, takes_hints, test)
   if finished:
     return runs.replace_scores(workdir, scores)
   return runs.write_result(workdir, FLAGS.name, images, seed, scores, steps=steps,

@@ -1,7 +1,7 @@
 """The protocol's pictures: what the scores are of, for the eye.
 
 PSNR rewards blur, so every scored run also gets a sheet of its colourings of the first
-test faces (`runs` writes it to WORKDIR/pictures.png). Each row is one face:
+test faces (`write`: WORKDIR/pictures.png). Each row is one face:
 
   xdog line art | no hints | 10 strokes where wrong, on the line art | with them |
   dilate line art | no hints | xdog_thick line art | no hints | target
@@ -11,15 +11,19 @@ The strokes are the protocol's own (`testset.guided_hints`, the first round of
 hints gets the hint columns left out.
 """
 
+import os
+
 import numpy as np
 
 from mangacolor_jax.protocol import scoring
 from mangacolor_jax.protocol import testset as testset_lib
+from mangacolor_jax.utils import files
 from mangacolor_jax.utils import images
 
-# Faces shown; the strokes are drawn for a whole first batch, as scoring draws them, so
-# that they are the scored ones.
-ROWS = 8
+PICTURES = "pictures.png"
+ROWS = 8  # faces shown
+# The strokes are drawn for the whole first batch, as scoring draws them, so that they are
+# the scored ones.
 _BATCH = 64
 
 
@@ -35,8 +39,8 @@ def sheet(predict: scoring.Predict, takes_hints: bool, test: testset_lib.TestSet
   n = min(_BATCH, len(test.target))
   target = test.target[:n]
   art = {name: a[:n] for name, a in test.lineart.items()}
-  grey = lambda a: np.repeat(a, 3, axis=-1)
   plain = np.asarray(predict(art["xdog"], None))
+  grey = lambda a: np.repeat(a, 3, axis=-1)
   columns = [grey(art["xdog"]), plain]
   if takes_hints:
     hints = testset_lib.guided_hints(plain, target, art["xdog"], 10)
@@ -46,3 +50,9 @@ def sheet(predict: scoring.Predict, takes_hints: bool, test: testset_lib.TestSet
   columns.append(target)
   grid = np.concatenate([images.to_uint8(c[:rows]) for c in columns], axis=2)
   return grid.reshape(-1, grid.shape[2], 3)  # the rows one above the other
+
+
+def write(workdir: str, predict: scoring.Predict, takes_hints: bool,
+          test: testset_lib.TestSet) -> None:
+  """Writes the sheet of a scored run to WORKDIR/pictures.png (atomically)."""
+  files.save_image(os.path.join(workdir, PICTURES), sheet(predict, takes_hints, test))

@@ -23,7 +23,6 @@ from mangacolor_jax.training import model_card
 from mangacolor_jax.utils import files
 
 RESULT = "result.json"
-PICTURES = "pictures.png"
 
 
 def run_dir(root: str, name: str, images: int, seed: int) -> str:
@@ -51,8 +50,7 @@ def _score_checkpoint(workdir: str, test: testset_lib.TestSet) -> dict:
   model = colorizer_lib.Colorizer(workdir, "latest")
   scores = scoring.score(model.predict_batch, model.takes_hints, test)
   model_card.add_protocol_scores(workdir, model.step, scores)
-  files.save_image(os.path.join(workdir, PICTURES),
-                   pictures.sheet(model.predict_batch, model.takes_hints, test))
+  pictures.write(workdir, model.predict_batch, model.takes_hints, test)
   return scores
 
 
