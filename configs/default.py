@@ -96,6 +96,10 @@ def get_config():
   # Training line art moved by a random share in [0, line_weight] toward its 3x3 minimum:
   # heavier lines, as other pens draw them (0: off).
   config.data.line_weight = 0.0
+  # Training line art's grey levels raised to a random power, log-uniform in
+  # [exp(-line_tone), exp(line_tone)]: lighter and darker lines, as other pencils and scans
+  # give (0: off).
+  config.data.line_tone = 0.0
 
   config.model = ml_collections.ConfigDict()
   # How the 4x4/2 convolutions of both networks are computed: conv | space_to_depth | auto,

@@ -115,6 +115,8 @@ def validate_data_config(config) -> None:
         f"config.data.lineart_upscale={data.lineart_upscale!r} must be a positive int")
   if not 0.0 <= data.line_weight <= 1.0:
     raise ValueError(f"config.data.line_weight={data.line_weight!r} must be in [0, 1]")
+  if not 0.0 <= data.line_tone <= 2.0:
+    raise ValueError(f"config.data.line_tone={data.line_tone!r} must be in [0, 2]")
   if not data.color_jitter >= 0:
     raise ValueError(f"config.data.color_jitter={data.color_jitter!r} must be >= 0")
   if data.max_val_images < 1:

@@ -36,7 +36,9 @@ Training augmentation (`config.data.augment`): a random crop with the output's a
 (`max_rotation` degrees, zoomed so no corner is left empty; 0 by default), a flip, and
 colour jitter of the target (`color_jitter`: hue, saturation, brightness); the line art is
 extracted after all of them, so the pair stays consistent, then optionally made heavier
-(`line_weight`: `lineart.thicken` by a random share, as pens of other widths draw).
+(`line_weight`: `lineart.thicken` by a random share, as pens of other widths draw) and
+lighter or darker (`line_tone`: `lineart.tone` by a random power, as other pencils and
+scans give).
 
 Use from JAX:
 
@@ -73,6 +75,7 @@ _SAMPLE_SALT = 0xA6
 # Separate from the six per-example keys so that turning rotation on changes nothing else.
 _ROTATION_SALT = 0x207
 _LINE_WEIGHT_SALT = 0x3E1  # likewise for config.data.line_weight
+_LINE_TONE_SALT = 0x70E  # and for config.data.line_tone
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -147,6 +150,12 @@ def _train_example_fn(config, source, seed: int, lineart_on_device: bool = False
       weight = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(
           tf.random.experimental.stateless_fold_in(sample_key, g), _LINE_WEIGHT_SALT),
                                            0.0, float(data.line_weight))
+    gamma = None
+    if data.line_tone > 0:  # a power log-uniform in [exp(-line_tone), exp(line_tone)]
+      gamma = tf.exp(tf.random.stateless_uniform(
+          [], tf.random.experimental.stateless_fold_in(
+              tf.random.experimental.stateless_fold_in(sample_key, g), _LINE_TONE_SALT),
+          -float(data.line_tone), float(data.line_tone)))
     if lineart_on_device:
       choice, param = lineart.random_choice(keys[5], extractors, tuple(data.xdog_sigma),
                                             tuple(data.dilate_gain))
@@ -154,12 +163,16 @@ def _train_example_fn(config, source, seed: int, lineart_on_device: bool = False
       example = _device_draw(target * 2.0 - 1.0, tf.gather(kinds, choice), param)
       if weight is not None:
         example["lineart_weight"] = weight
+      if gamma is not None:
+        example["lineart_gamma"] = gamma
       return example
     art = lineart.random_lineart(
         target, keys[5], extractors=extractors, xdog_sigma=tuple(data.xdog_sigma),
         dilate_gain=tuple(data.dilate_gain), upscale=int(data.lineart_upscale))
     if weight is not None:
       art = lineart.thicken(art, weight)
+    if gamma is not None:
+      art = lineart.tone(art, gamma)
     return {"lineart": art * 2.0 - 1.0, "target": target * 2.0 - 1.0}
 
   return make_example

@@ -182,6 +182,12 @@ def thicken(art: tf.Tensor, strength: tf.Tensor) -> tf.Tensor:
   return art + tf.cast(strength, tf.float32) * (spread - art)
 
 
+def tone(art: tf.Tensor, gamma: tf.Tensor) -> tf.Tensor:
+  """Lighter or darker grey levels, as other pencils and scans give: `art` ** `gamma`
+  (> 1 darker, < 1 lighter; paper stays white, full ink black). [H, W, 1] in [0, 1]."""
+  return tf.pow(art, tf.cast(gamma, tf.float32))
+
+
 def random_choice(seed: tf.Tensor,
                   extractors: Sequence[str] = EXTRACTORS,
                   xdog_sigma: Tuple[float, float] = (0.3, 0.5),

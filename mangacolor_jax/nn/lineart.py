@@ -143,8 +143,14 @@ def thicken(art: jax.Array, strength: jax.Array) -> jax.Array:
   return art + strength.astype(jnp.float32)[:, None, None, None] * (spread - art)
 
 
+def tone(art: jax.Array, gamma: jax.Array) -> jax.Array:
+  """`input_pipeline.lineart.tone` on a batch: [B, H, W, 1], per-example gamma [B]."""
+  return art ** gamma.astype(jnp.float32)[:, None, None, None]
+
+
 def lineart(target: jax.Array, kind: jax.Array, param: jax.Array, max_sigma: float,
-            upscale: int = 2, weight: jax.Array | None = None) -> jax.Array:
+            upscale: int = 2, weight: jax.Array | None = None,
+            gamma: jax.Array | None = None) -> jax.Array:
   """Each example's line art by its extractor: [B, H, W, 3] in [-1, 1] -> [B, H, W, 1]
   in [-1, 1] (-1 = ink), as the CPU path feeds the model.
 
@@ -155,6 +161,7 @@ def lineart(target: jax.Array, kind: jax.Array, param: jax.Array, max_sigma: flo
     max_sigma: the largest XDoG sigma the batch may hold (sizes the kernels).
     upscale: XDoG computation scale (`config.data.lineart_upscale`).
     weight: optional float [B], each example's `thicken` strength.
+    gamma: optional float [B], each example's `tone` power (after `thicken`).
   """
   image = (target.astype(jnp.float32) + 1.0) * 0.5
   is_xdog = kind == EXTRACTORS.index("xdog")
@@ -164,4 +171,6 @@ def lineart(target: jax.Array, kind: jax.Array, param: jax.Array, max_sigma: flo
                   dilation_difference(image, jnp.where(is_xdog, 0.0, param)))
   if weight is not None:
     art = thicken(art, weight)
+  if gamma is not None:
+    art = tone(art, gamma)
   return art * 2.0 - 1.0

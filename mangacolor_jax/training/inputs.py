@@ -32,7 +32,8 @@ def complete(batch: dict, max_sigma: float, upscale: int) -> dict:
   batch = dict(batch)
   kind, param = batch.pop("lineart_kind"), batch.pop("lineart_param")
   batch["lineart"] = lineart_lib.lineart(batch["target"], kind, param, max_sigma, upscale,
-                                         batch.pop("lineart_weight", None))
+                                         batch.pop("lineart_weight", None),
+                                         batch.pop("lineart_gamma", None))
   return batch
 
 

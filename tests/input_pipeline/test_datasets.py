@@ -147,6 +147,25 @@ def test_line_weight_makes_training_lines_heavier_and_changes_nothing_else():
     data_check.validate_data_config(_config(line_weight=1.5))
 
 
+def test_line_tone_makes_training_lines_lighter_or_darker_and_changes_nothing_else():
+  plain = _take(datasets.create_train_dataset(_config(), seed=2), 2)
+  toned = _take(datasets.create_train_dataset(_config(line_tone=0.7), seed=2), 2)
+  darker = lighter = 0
+  for a, b in zip(plain, toned):
+    np.testing.assert_array_equal(a["target"], b["target"])  # the same examples
+    x, y = (a["lineart"] + 1) / 2, (b["lineart"] + 1) / 2
+    np.testing.assert_allclose(y[x >= 1.0], 1.0)  # paper stays paper
+    for xi, yi in zip(x, y):  # one power per example: the grey levels keep their order
+      grey = (xi > 0.05) & (xi < 0.95)
+      power = np.log(yi[grey]) / np.log(xi[grey])
+      np.testing.assert_allclose(power, np.median(power), rtol=1e-3)
+      darker += np.median(power) > 1.05
+      lighter += np.median(power) < 0.95
+  assert darker and lighter
+  with pytest.raises(ValueError, match="config.data.line_tone"):
+    data_check.validate_data_config(_config(line_tone=-0.1))
+
+
 def test_the_folder_check_leaves_out_every_kind_of_broken_file(tmp_path):
   """The start-up check (`sources.drop_undecodable`, PNGs by chunk CRCs without inflating
   them) keeps what TensorFlow's decoder reads and leaves out what it cannot."""

@@ -91,13 +91,16 @@ def test_the_evaluation_sigma_and_extractor_indices_are_the_cpu_paths():
   assert device.EXTRACTORS == host.EXTRACTORS
 
 
-@pytest.mark.parametrize("training, line_weight", [(True, 0.0), (False, 0.0), (True, 0.8)])
-def test_device_batches_are_the_host_batches(tiny_config, training, line_weight):
-  """The same examples, the same extractor, parameter and line-weight draws: a
+@pytest.mark.parametrize("training, line_weight, line_tone",
+                         [(True, 0.0, 0.0), (False, 0.0, 0.0), (True, 0.8, 0.0),
+                          (True, 0.8, 0.7)])
+def test_device_batches_are_the_host_batches(tiny_config, training, line_weight, line_tone):
+  """The same examples, the same extractor, parameter, line-weight and tone draws: a
   device-path batch, completed on the mesh, is the host path's batch."""
   config = tiny_config
   config.data.lineart_on = "device"
   config.data.line_weight = line_weight
+  config.data.line_tone = line_tone
   mesh = mesh_lib.create_mesh()
 
   def first(on_device):
@@ -113,7 +116,8 @@ def test_device_batches_are_the_host_batches(tiny_config, training, line_weight)
 
   want, draw = first(False), first(True)
   assert set(draw) == {"target", "lineart_kind", "lineart_param"} | (
-      {"lineart_weight"} if line_weight else set())
+      {"lineart_weight"} if line_weight else set()) | (
+      {"lineart_gamma"} if line_tone else set())
   if training:  # both extractors drawn (8 examples)
     assert set(draw["lineart_kind"]) == {0, 1}
   got = mesh_lib.fetch(inputs.Placer(config, mesh, training=training)(draw))
