@@ -65,8 +65,7 @@ def measured_state(config, nets: state_lib.Networks, state: state_lib.GANState,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("too many arguments")
-  model = colorizer_lib.Colorizer(
-      FLAGS.workdir, int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint)
+  model = colorizer_lib.Colorizer(FLAGS.workdir, FLAGS.checkpoint)
   saved = model.state
   if saved.g_ema is None or not jax.tree_util.tree_leaves(saved.g_batch_stats):
     raise app.UsageError(f"{FLAGS.workdir}: G has no averaged weights or no BatchNorm")

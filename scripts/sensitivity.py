@@ -56,8 +56,7 @@ def tone(lineart: np.ndarray, power: float) -> np.ndarray:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("too many arguments")
-  model = colorizer_lib.Colorizer(
-      FLAGS.workdir, int(FLAGS.checkpoint) if FLAGS.checkpoint.isdigit() else FLAGS.checkpoint)
+  model = colorizer_lib.Colorizer(FLAGS.workdir, FLAGS.checkpoint)
   test = testset_lib.build_test_set(FLAGS.config, strokes=(0,))
   metrics = jax.jit(step_lib.quality_metrics)
   target_colour = float(np.mean(np.asarray(image_metrics.colourfulness(
