@@ -20,8 +20,8 @@ dB with strokes). G's BatchNorm statistics are measured under the averaged weigh
 each evaluation and checkpoint (config.model.ema_bn_batches): with the last iterate's
 statistics, longer runs seemed to fall after about 3,000 steps; measured, this recipe
 scores 17.51 dB at 128k images (8,000 steps, one seed), at its last checkpoint, colourfulness
-0.78 and +2.5 / +3.8 dB from strokes where its colours are wrong. colorize and serve load the best checkpoint, which the
-run keeps. On a GPU, raise batch_size and num_train_steps.
+0.78 and +2.5 / +3.8 dB from strokes where its colours are wrong. colorize and serve
+load the best checkpoint, which the run keeps. On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
