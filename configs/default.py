@@ -123,6 +123,9 @@ def get_config():
   # > 0: a full-resolution head of this width reads the decoder's output beside the input
   # (line art, hints) before the last conv to RGB (0: pix2pix's outermost level).
   config.model.gen.head_features = 0
+  # Residual 3x3 layers at each level's resolution, after every encoder level but the
+  # innermost and every decoder level but the outermost (0: one convolution a level).
+  config.model.gen.res_blocks = 0
   # The discriminator: the fields of nn.models.PatchDiscriminator.
   config.model.disc = ml_collections.ConfigDict()
   config.model.disc.features = 32

@@ -58,6 +58,7 @@ class UNetGenerator(nn.Module):
   dropout: float = 0.0
   hint_pyramid: bool = False
   head_features: int = 0
+  res_blocks: int = 0
   hint_channels: int = 0
   downsample: str = "conv"
   dtype: Any = jnp.float32
@@ -71,6 +72,14 @@ class UNetGenerator(nn.Module):
     widths = [min(self.features * 2**i, self.max_features) for i in range(self.depth)]
     enc_act = "prelu" if self.activation == "prelu" else "leaky_relu"
 
+    def residual(x, prefix, activation):
+      for k in range(self.res_blocks):
+        y = layers_lib.Activation(activation, name=f"{prefix}_res{k}_act")(x)
+        y = nn.Conv(x.shape[-1], (3, 3), use_bias=False, dtype=self.dtype,
+                    kernel_init=layers_lib.conv_init, name=f"{prefix}_res{k}_conv")(y)
+        x = x + norm(name=f"{prefix}_res{k}_norm")(y)
+      return x
+
     x = inputs = x.astype(self.dtype)
     skips = []
     for i, width in enumerate(widths):
@@ -81,6 +90,8 @@ class UNetGenerator(nn.Module):
       x = conv(width, name=f"enc{i}_conv")(x)
       if 0 < i < self.depth - 1:
         x = norm(name=f"enc{i}_norm")(x)
+      if i < self.depth - 1:
+        x = residual(x, f"enc{i}", enc_act)
       skips.append(x)
 
     for i in reversed(range(self.depth)):
@@ -92,6 +103,7 @@ class UNetGenerator(nn.Module):
                    name=f"dec{i}_up")(x)
       if i > 0:
         x = norm(name=f"dec{i}_norm")(x)
+        x = residual(x, f"dec{i}", self.activation)
         if self.dropout > 0 and i >= self.depth // 2:
           x = nn.Dropout(self.dropout, deterministic=not train)(x)
     if self.head_features:
@@ -169,8 +181,9 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
   if int(m.ema_bn_batches) < 0:
     raise ValueError(f"config.model.ema_bn_batches={m.ema_bn_batches} must be >= 0 "
                      "(0 keeps the running statistics)")
-  if int(gen.head_features) < 0:
-    raise ValueError(f"config.model.gen.head_features={gen.head_features} must be >= 0")
+  for field in ("head_features", "res_blocks"):
+    if int(gen[field]) < 0:
+      raise ValueError(f"config.model.gen.{field}={gen[field]} must be >= 0")
   if not 0.0 <= gen.dropout < 1.0:
     raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw

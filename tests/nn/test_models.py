@@ -169,3 +169,49 @@ def test_full_resolution_head_reads_the_input_beside_the_decoder(tiny_config):
   out = gen_module.apply({**head, "params": params}, jnp.asarray(lineart), train=False)
   np.testing.assert_allclose(np.asarray(out)[0, 5, 7], np.tanh(0.5), rtol=1e-6)
   assert float(jnp.abs(out).sum()) == pytest.approx(3 * np.tanh(0.5), rel=1e-5)
+
+
+def test_residual_blocks_add_a_3x3_layer_per_level_and_start_near_identity(tiny_config):
+  """res_blocks = 1: one 3x3 conv (no bias) and one BatchNorm at every encoder level but the
+  innermost and every decoder level but the outermost; 0 is the network it always was. At
+  initialisation's small weights the blocks pass their input on almost unchanged."""
+  tiny_config.hints.mode = "strokes"
+  cin = models.input_channels(tiny_config)
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 48, cin), minval=-1.0, maxval=1.0)
+  plain_module = models.create_models(tiny_config)[0]
+  plain = plain_module.init(jax.random.key(0), x, train=False)
+  gen = tiny_config.model.gen
+  assert models.count_params(plain["params"]) == expected_generator_params(
+      cin, gen.features, gen.max_features, gen.depth)
+  tiny_config.model.gen.res_blocks = 1
+  res_module = models.create_models(tiny_config)[0]
+  res = res_module.init(jax.random.key(0), x, train=False)
+  widths = [min(gen.features * 2**i, gen.max_features) for i in range(gen.depth)]
+  # Encoder levels 0..depth-2 and decoder levels 1..depth-1 run at the same widths.
+  extra = 2 * sum(9 * w * w + 2 * w for w in widths[:-1])
+  assert models.count_params(res["params"]) == models.count_params(plain["params"]) + extra
+  assert {k for k in res["params"] if "_res0_" in k} == (
+      {f"enc{i}_res0_conv" for i in range(gen.depth - 1)}
+      | {f"enc{i}_res0_norm" for i in range(gen.depth - 1)}
+      | {f"dec{i}_res0_conv" for i in range(1, gen.depth)}
+      | {f"dec{i}_res0_norm" for i in range(1, gen.depth)})
+  # The other layers' parameters are shaped as before, so with the blocks' kernels at zero
+  # the network computes exactly the plain one's function.
+  params = {k: v for k, v in res["params"].items()}
+  for k in params:
+    if k.endswith("_conv") and "_res" in k:
+      params[k] = {"kernel": jnp.zeros_like(params[k]["kernel"])}
+    elif "_res" not in k:
+      params[k] = plain["params"][k]
+  for k in plain["batch_stats"]:
+    res["batch_stats"][k] = plain["batch_stats"][k]
+  out = res_module.apply({"params": params, "batch_stats": res["batch_stats"]}, x, train=False)
+  np.testing.assert_allclose(np.asarray(out),
+                             np.asarray(plain_module.apply(plain, x, train=False)),
+                             atol=1e-6)
+  # With their initial weights the blocks change the output, by a little.
+  diff = np.abs(np.asarray(res_module.apply(res, x, train=False))
+                - np.asarray(plain_module.apply({**plain, "params": {
+                    k: v for k, v in res["params"].items() if "_res" not in k}}, x,
+                    train=False)))
+  assert 0 < diff.max() < 0.5
