@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(host_memory._glibc() is None,  # pylint: disable
 def _benchmark(*overrides):
   out = subprocess.run(
       [sys.executable, "-m", "mangacolor_jax.benchmark", "--config", "configs/default.py",
-       "--steps", "3", "--warmup", "1", "--input_batches", "0", *overrides],
+       "--steps", "6", "--warmup", "2", "--input_batches", "0", *overrides],
       cwd=REPO, env=ONE_DEVICE, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -36,7 +36,10 @@ def test_steps_reuse_their_scratch_buffer_and_compute_the_same():
   # Larger than glibc's largest mmap threshold (32 MB): otherwise nothing to show.
   assert reused["temp_buffer_mb"] > 48, reused
   assert fresh["train_page_faults_per_step"] > 0.5 * pages, fresh  # mapped afresh each step
-  assert reused["train_page_faults_per_step"] < 0.1 * pages, reused  # fresh: > 0.5
+  # Reused: near 0 on an idle machine, but with other processes on the cores (the tests
+  # run two at a time) 8-14% of the pages over 3 steps were seen, and 0-5% over 6; fresh
+  # maps all of them every step (102% measured under the same load).
+  assert reused["train_page_faults_per_step"] < 0.25 * pages, reused
   assert reused["train_losses"] == fresh["train_losses"]
 
 
