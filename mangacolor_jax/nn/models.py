@@ -22,7 +22,8 @@ class UNetGenerator(nn.Module):
   """pix2pix-style U-Net: `depth` stride-2 downsamplings, mirrored upsamplings, skips.
 
   Encoder level i: [activation unless i == 0] -> 4x4/2 conv -> [norm unless first or
-  innermost]. Decoder level i: ReLU-like activation -> upsample -> [norm unless outermost]
+  innermost] -> [`res_blocks` residual layers unless innermost]. Decoder level i: ReLU-like
+  activation -> upsample -> [norm, then `res_blocks` residual layers, unless outermost]
   -> [dropout] -> concat the matching encoder output. The last layer maps to RGB with tanh,
   so outputs are in [-1, 1] like the targets.
 
