@@ -126,6 +126,10 @@ def get_config():
   # Residual 3x3 layers at each level's resolution, after every encoder level but the
   # innermost and every decoder level but the outermost (0: one convolution a level).
   config.model.gen.res_blocks = 0
+  # Decoder levels (1 to depth - 1; level i works at 1/2**i of the image's side) followed
+  # by a residual self-attention layer over all their positions (memory grows with the
+  # square of their number: keep to the coarse levels).
+  config.model.gen.attention_levels = ()
   # The discriminator: the fields of nn.models.PatchDiscriminator.
   config.model.disc = ml_collections.ConfigDict()
   config.model.disc.features = 32

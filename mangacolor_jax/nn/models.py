@@ -24,7 +24,8 @@ class UNetGenerator(nn.Module):
   Encoder level i: [activation unless i == 0] -> 4x4/2 conv -> [norm unless first or
   innermost] -> [`res_blocks` residual layers unless innermost]. Decoder level i: ReLU-like
   activation -> upsample -> [norm, then `res_blocks` residual layers, unless outermost]
-  -> [dropout] -> concat the matching encoder output. The last layer maps to RGB with tanh,
+  -> [self-attention if i in `attention_levels`] -> [dropout] -> concat the matching
+  encoder output. The last layer maps to RGB with tanh,
   so outputs are in [-1, 1] like the targets.
 
   Attributes:
@@ -44,6 +45,10 @@ class UNetGenerator(nn.Module):
       this many channels at full resolution, which (after the decoder's activation) are
       concatenated with the generator's input and mapped to RGB by a 3x3 conv, so the last
       layer sees every line and every painted pixel at the output's resolution.
+    res_blocks: residual 3x3 layers, x + norm(conv(activation(x))), at each level.
+    attention_levels: decoder levels (1 to depth - 1; level i works at 1/2**i of the
+      image's side) followed by a residual self-attention layer over all their positions
+      (`layers.SelfAttention2D`), so each place can read every other place's features.
     hint_channels: how many of the input's channels are hints (0 or 4; set from the config).
     downsample: how the encoder's 4x4/2 convs are computed (`Downsample`):
       conv, space_to_depth or auto; the same function and parameters either way.
@@ -60,6 +65,7 @@ class UNetGenerator(nn.Module):
   hint_pyramid: bool = False
   head_features: int = 0
   res_blocks: int = 0
+  attention_levels: tuple[int, ...] = ()
   hint_channels: int = 0
   downsample: str = "conv"
   dtype: Any = jnp.float32
@@ -105,6 +111,8 @@ class UNetGenerator(nn.Module):
       if i > 0:
         x = norm(name=f"dec{i}_norm")(x)
         x = residual(x, f"dec{i}", self.activation)
+        if i in self.attention_levels:
+          x = layers_lib.SelfAttention2D(dtype=self.dtype, name=f"dec{i}_attention")(x)
         if self.dropout > 0 and i >= self.depth // 2:
           x = nn.Dropout(self.dropout, deterministic=not train)(x)
     if self.head_features:
@@ -185,6 +193,10 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
   for field in ("head_features", "res_blocks"):
     if int(gen[field]) < 0:
       raise ValueError(f"config.model.gen.{field}={gen[field]} must be >= 0")
+  levels = tuple(gen.attention_levels)
+  if any(not isinstance(i, int) or not 0 < i < gen.depth for i in levels):
+    raise ValueError(f"config.model.gen.attention_levels={levels} must hold decoder levels "
+                     f"from 1 to config.model.gen.depth - 1 = {gen.depth - 1}")
   if not 0.0 <= gen.dropout < 1.0:
     raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw
@@ -207,7 +219,8 @@ def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:
   """The generator and discriminator of `config.model` (their fields, by name) at
   `config.dtype`."""
   m, dtype = config.model, jnp.dtype(config.dtype)
-  gen = UNetGenerator(**m.gen.to_dict(), hint_channels=input_channels(config) - 1,
+  gen_fields = {**m.gen.to_dict(), "attention_levels": tuple(m.gen.attention_levels)}
+  gen = UNetGenerator(**gen_fields, hint_channels=input_channels(config) - 1,
                       downsample=m.downsample, dtype=dtype)
   disc = PatchDiscriminator(**m.disc.to_dict(), downsample=m.downsample, dtype=dtype)
   return gen, disc

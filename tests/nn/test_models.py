@@ -215,3 +215,54 @@ def test_residual_blocks_add_a_3x3_layer_per_level_and_start_near_identity(tiny_
                     k: v for k, v in res["params"].items() if "_res" not in k}}, x,
                     train=False)))
   assert 0 < diff.max() < 0.5
+
+
+def test_self_attention_starts_as_the_identity_and_then_mixes_every_position():
+  """SelfAttention2D: with its output projection at zero (its initialisation) it returns
+  its input; with one trained away from zero, changing a single position changes the output
+  at every position, which no 3x3 layer does."""
+  layer = layers_lib.SelfAttention2D(head_width=4)
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 8))
+  variables = layer.init(jax.random.key(1), x)
+  np.testing.assert_array_equal(np.asarray(layer.apply(variables, x)), np.asarray(x))
+  params = jax.tree_util.tree_map(lambda v: v, variables["params"])
+  out_proj = params["attention"]["out"]
+  out_proj["kernel"] = jax.random.normal(jax.random.key(2), out_proj["kernel"].shape)
+  x2 = x.at[:, 0, 0].set(3 * jax.random.normal(jax.random.key(3), (2, 8)))
+  change = np.abs(np.asarray(layer.apply({"params": params}, x2)
+                             - layer.apply({"params": params}, x)))
+  assert (change.max(axis=-1)[:, 1:, 1:] > 1e-4).all()
+
+
+def test_attention_levels_add_a_self_attention_layer_that_starts_as_the_plain_network(
+    tiny_config):
+  """attention_levels=(i,): a residual self-attention layer after decoder level i (a
+  LayerNorm and query, key, value and output projections of its width); at initialisation
+  the generator computes exactly the network without it, given the same other weights."""
+  tiny_config.hints.mode = "strokes"
+  cin = models.input_channels(tiny_config)
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 48, cin), minval=-1.0, maxval=1.0)
+  plain_module = models.create_models(tiny_config)[0]
+  plain = plain_module.init(jax.random.key(0), x, train=False)
+  gen = tiny_config.model.gen
+  level = gen.depth - 1
+  tiny_config.model.gen.attention_levels = (level,)
+  attn_module = models.create_models(tiny_config)[0]
+  attn = attn_module.init(jax.random.key(0), x, train=False)
+  width = min(gen.features * 2**(level - 1), gen.max_features)
+  assert set(attn["params"]) - set(plain["params"]) == {f"dec{level}_attention"}
+  assert models.count_params(attn["params"]) == (
+      models.count_params(plain["params"]) + 4 * width * width + 6 * width)
+  params = {**plain["params"], f"dec{level}_attention": attn["params"][f"dec{level}_attention"]}
+  out = attn_module.apply({"params": params, "batch_stats": plain["batch_stats"]}, x,
+                          train=False)
+  np.testing.assert_array_equal(np.asarray(out),
+                                np.asarray(plain_module.apply(plain, x, train=False)))
+
+
+@pytest.mark.parametrize("levels", [(0,), (4,), (1, 7)])
+def test_attention_levels_outside_the_decoder_are_a_config_error(tiny_config, levels):
+  tiny_config.model.gen.depth = 4
+  tiny_config.model.gen.attention_levels = levels
+  with pytest.raises(ValueError, match=r"config\.model\.gen\.attention_levels"):
+    models.validate_model_config(tiny_config, (32, 48))
