@@ -23,6 +23,9 @@ def validate_hints_config(hints_config) -> None:
     raise ValueError(f"config.hints.mode={hints_config.mode!r} is not one of {MODES}")
   if not 0.0 <= hints_config.drop_prob <= 1.0:
     raise ValueError(f"config.hints.drop_prob={hints_config.drop_prob} must be in [0, 1]")
+  if not 0.0 <= hints_config.distinct_share <= 1.0:
+    raise ValueError(f"config.hints.distinct_share={hints_config.distinct_share} must be "
+                     "in [0, 1]")
   if int(hints_config.max_strokes) < 1:
     raise ValueError(f"config.hints.max_strokes={hints_config.max_strokes} must be >= 1")
   for field, low in (("stroke_length", 0.0), ("stroke_width", 0.5)):
@@ -40,7 +43,23 @@ def training_hints(rng: jax.Array, hints_config, target: jax.Array,
   count_rng, stroke_rng = jax.random.split(rng)
   counts = stroke_counts(count_rng, target.shape[0], hints_config.max_strokes,
                          hints_config.drop_prob)
-  return stroke_hints(stroke_rng, target, lineart, counts, hints_config)
+  start_weight = None
+  if hints_config.distinct_share > 0:
+    picked = (jax.random.uniform(jax.random.fold_in(rng, 1), (target.shape[0],))
+              < hints_config.distinct_share)
+    start_weight = jnp.where(picked[:, None, None], distinct_colour_weight(target), 1.0)
+  return stroke_hints(stroke_rng, target, lineart, counts, hints_config, start_weight)
+
+
+def distinct_colour_weight(target: jax.Array) -> jax.Array:
+  """[B, H, W]: the squared distance of each pixel's colour from the batch's mean colour.
+
+  Large on the colours that set a character apart (hair, eyes, clothes), small on the skin
+  and paper most images share: where a colouring without hints goes wrong, and where a
+  person paints.
+  """
+  mean = jnp.mean(target, axis=(0, 1, 2))
+  return jnp.sum(jnp.square(target - mean), axis=-1)
 
 
 # Strokes per image in the evaluation's "with hints" metrics (training evaluation and the
