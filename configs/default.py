@@ -175,11 +175,11 @@ def get_config():
   config.hints.stroke_length = (0.05, 0.25)  # share of the shorter side
   config.hints.stroke_width = (1.0, 3.0)  # pixels at 64 px, scaled with the image
   config.hints.region_tolerance = 0.25  # a stroke covers colours this close to its start's
-  # strokes mode: share of training images whose strokes start where the target's colour
-  # is far from the batch's mean colour (hair, eyes, clothes: where a colouring without
-  # hints goes wrong and a person paints), in proportion to the squared distance; the
-  # others' start anywhere on paper (0: all of them).
-  config.hints.distinct_share = 0.0
+  # strokes mode: share of training images whose strokes start where G's own colouring of
+  # them without hints is wrong (as a person paints, and the quality protocol's guided
+  # strokes); it costs an extra forward pass of G a step. The others' start anywhere on
+  # paper (0: all of them).
+  config.hints.guided_share = 0.0
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 8  # images in the sample grids

@@ -23,8 +23,8 @@ def validate_hints_config(hints_config) -> None:
     raise ValueError(f"config.hints.mode={hints_config.mode!r} is not one of {MODES}")
   if not 0.0 <= hints_config.drop_prob <= 1.0:
     raise ValueError(f"config.hints.drop_prob={hints_config.drop_prob} must be in [0, 1]")
-  if not 0.0 <= hints_config.distinct_share <= 1.0:
-    raise ValueError(f"config.hints.distinct_share={hints_config.distinct_share} must be "
+  if not 0.0 <= hints_config.guided_share <= 1.0:
+    raise ValueError(f"config.hints.guided_share={hints_config.guided_share} must be "
                      "in [0, 1]")
   if int(hints_config.max_strokes) < 1:
     raise ValueError(f"config.hints.max_strokes={hints_config.max_strokes} must be >= 1")
@@ -35,31 +35,37 @@ def validate_hints_config(hints_config) -> None:
                        f"(low, high) pair with {low} < low <= high")
 
 
-def training_hints(rng: jax.Array, hints_config, target: jax.Array,
-                   lineart: jax.Array) -> jax.Array:
-  """The hints of one training batch, as `hints_config.mode` draws them."""
+def training_hints(rng: jax.Array, hints_config, target: jax.Array, lineart: jax.Array,
+                   plain: jax.Array | None = None) -> jax.Array:
+  """The hints of one training batch, as `hints_config.mode` draws them.
+
+  With `hints_config.guided_share` > 0 and `plain`, G's own colouring of the batch without
+  hints ([B, H, W, 3]), that share of the images get their strokes where `plain` is wrong
+  (`error_weight`, as the quality protocol's guided strokes and a person place them); the
+  others', and all without `plain`, start anywhere on paper.
+  """
   if hints_config.mode == "sparse":
     return sample_hints(rng, target, hints_config.max_points, hints_config.drop_prob)
   count_rng, stroke_rng = jax.random.split(rng)
   counts = stroke_counts(count_rng, target.shape[0], hints_config.max_strokes,
                          hints_config.drop_prob)
   start_weight = None
-  if hints_config.distinct_share > 0:
+  if hints_config.guided_share > 0 and plain is not None:
     picked = (jax.random.uniform(jax.random.fold_in(rng, 1), (target.shape[0],))
-              < hints_config.distinct_share)
-    start_weight = jnp.where(picked[:, None, None], distinct_colour_weight(target), 1.0)
+              < hints_config.guided_share)
+    start_weight = jnp.where(picked[:, None, None], error_weight(plain, target), 1.0)
   return stroke_hints(stroke_rng, target, lineart, counts, hints_config, start_weight)
 
 
-def distinct_colour_weight(target: jax.Array) -> jax.Array:
-  """[B, H, W]: the squared distance of each pixel's colour from the batch's mean colour.
-
-  Large on the colours that set a character apart (hair, eyes, clothes), small on the skin
-  and paper most images share: where a colouring without hints goes wrong, and where a
-  person paints.
-  """
-  mean = jnp.mean(target, axis=(0, 1, 2))
-  return jnp.sum(jnp.square(target - mean), axis=-1)
+def error_weight(plain: jax.Array, target: jax.Array) -> jax.Array:
+  """[B, H, W]: where a colouring `plain` is wrong, as a person sees it: the square of the
+  mean over channels of |plain - target|, averaged over each pixel's 5x5 neighbourhood (the
+  weight the quality protocol's guided strokes start by)."""
+  error = jnp.mean(jnp.abs(plain - target), axis=-1)
+  window = jax.lax.reduce_window(error, 0.0, jax.lax.add, (1, 5, 5), (1, 1, 1), "SAME")
+  count = jax.lax.reduce_window(jnp.ones_like(error), 0.0, jax.lax.add, (1, 5, 5),
+                                (1, 1, 1), "SAME")
+  return jnp.square(window / count)
 
 
 # Strokes per image in the evaluation's "with hints" metrics (training evaluation and the

@@ -42,7 +42,7 @@ def upgrade_saved_config(config: dict) -> dict:
   config.get("data", {}).pop("tfds_name", None)
   config.get("data", {}).setdefault("lineart_on", "host")
   config.get("data", {}).setdefault("file_check", "auto")
-  config.get("hints", {}).setdefault("distinct_share", 0.0)
+  config.get("hints", {}).setdefault("guided_share", 0.0)
   return config
 
 

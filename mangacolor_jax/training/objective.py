@@ -18,11 +18,20 @@ from mangacolor_jax.training import state as state_lib
 
 
 def step_hints(nets: state_lib.Networks, keys: seeds.StepKeys, target: jax.Array,
-               lineart: jax.Array):
-  """The hints a training step gives G (None when the model takes none)."""
+               lineart: jax.Array, g_params, g_batch_stats):
+  """The hints a training step gives G (None when the model takes none).
+
+  With `hints.guided_share` > 0, G (`g_params`, as in training) first colours the batch
+  without hints, and strokes go where that colouring is wrong (`hints.training_hints`).
+  """
   if not nets.use_hints:
     return None
-  return hints_lib.training_hints(keys.hints, nets.config.hints, target, lineart)
+  plain = None
+  if nets.config.hints.mode == "strokes" and nets.config.hints.guided_share > 0:
+    no_hints = nets.generator_input(lineart, hints_lib.no_hints(lineart))
+    plain, _ = nets.generate_for_training(g_params, g_batch_stats, no_hints, keys.dropout)
+    plain = jax.lax.stop_gradient(plain)
+  return hints_lib.training_hints(keys.hints, nets.config.hints, target, lineart, plain)
 
 
 def discriminator_loss(nets: state_lib.Networks, d_params, d_batch_stats, lineart,

@@ -30,8 +30,8 @@ def train_step(nets: state_lib.Networks, state: state_lib.GANState,
   lc = nets.config.loss
   keys = seeds.step_keys(state.rng, state.step)
   lineart, target = batch["lineart"], batch["target"]
-  g_in = nets.generator_input(lineart,
-                              objective.step_hints(nets, keys, target, lineart))
+  g_in = nets.generator_input(lineart, objective.step_hints(
+      nets, keys, target, lineart, state.g_params, state.g_batch_stats))
 
   def g_forward(g_params):
     return nets.generate_for_training(g_params, state.g_batch_stats, g_in, keys.dropout)
@@ -101,8 +101,9 @@ def average_batch_stats(nets: state_lib.Networks, state: state_lib.GANState,
   with training hints drawn from a fixed key, `index` folded in)."""
   keys = seeds.step_keys(jax.random.key(seeds.AVERAGE_STATS_SEED), index)
   lineart, target = batch["lineart"], batch["target"]
-  g_in = nets.generator_input(lineart, objective.step_hints(nets, keys, target, lineart))
   zeros = jax.tree_util.tree_map(jnp.zeros_like, state.g_batch_stats)
+  g_in = nets.generator_input(lineart, objective.step_hints(
+      nets, keys, target, lineart, state.g_ema, zeros))
   _, stats = nets.generate_for_training(state.g_ema, zeros, g_in, keys.dropout)
   # From zero running statistics one training-mode call leaves (1 - momentum) x the batch's.
   return jax.tree_util.tree_map(lambda s: s / (1.0 - layers.BATCH_NORM_MOMENTUM), stats)

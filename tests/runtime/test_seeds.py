@@ -22,7 +22,7 @@ def test_the_state_key_and_the_step_hints_are_the_seeds(tiny_config):
   target = rng.uniform(-1, 1, (2, 32, 48, 3)).astype(np.float32)
   lineart = rng.uniform(-1, 1, (2, 32, 48, 1)).astype(np.float32)
   step_keys = seeds.step_keys(state_rng, 3)
-  from_step = objective.step_hints(nets, step_keys, target, lineart)
+  from_step = objective.step_hints(nets, step_keys, target, lineart, None, None)
   expected = jax.random.split(jax.random.fold_in(train_rng, 3), 3)[0]
   np.testing.assert_array_equal(jax.random.key_data(step_keys.hints),
                                 jax.random.key_data(expected))

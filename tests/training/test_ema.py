@@ -97,7 +97,9 @@ def test_the_average_is_evaluated_with_batch_norm_statistics_measured_under_it(
   batch = next(datasets.create_train_dataset(
       tiny_config, seed=seeds.run_keys(tiny_config.seed).data_seed).as_numpy_iterator())
   keys = seeds.step_keys(jax.random.key(seeds.AVERAGE_STATS_SEED), 0)
-  hints = objective.step_hints(nets, keys, batch["target"], batch["lineart"])
+  zeros = jax.tree_util.tree_map(np.zeros_like, state.g_batch_stats)
+  hints = objective.step_hints(nets, keys, batch["target"], batch["lineart"], state.g_ema,
+                               zeros)
   evaluated = nets.generate(state, batch["lineart"], hints)
   in_training, _ = nets.generate_for_training(
       state.g_ema, state.g_batch_stats, nets.generator_input(batch["lineart"], hints),

@@ -71,7 +71,8 @@ def loss_gradients(nets, state, batch) -> tuple[Any, Any]:
   lc = nets.config.loss
   keys = seeds.step_keys(state.rng, state.step)
   lineart, target = batch["lineart"], batch["target"]
-  g_in = nets.generator_input(lineart, objective.step_hints(nets, keys, target, lineart))
+  g_in = nets.generator_input(lineart, objective.step_hints(
+      nets, keys, target, lineart, state.g_params, state.g_batch_stats))
 
   def g_forward(g_params):
     return nets.generate_for_training(g_params, state.g_batch_stats, g_in, keys.dropout)[0]
