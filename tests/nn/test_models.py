@@ -171,21 +171,28 @@ def test_full_resolution_head_reads_the_input_beside_the_decoder(tiny_config):
   assert float(jnp.abs(out).sum()) == pytest.approx(3 * np.tanh(0.5), rel=1e-5)
 
 
+def _plain_and_variant(config, **gen_fields):
+  """An input with stroke hints, and the generator of `config` without and with
+  `gen_fields` (each: module, variables from the same key)."""
+  config.hints.mode = "strokes"
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 48, models.input_channels(config)),
+                         minval=-1.0, maxval=1.0)
+  nets = []
+  for fields in ({}, gen_fields):
+    config.model.gen.update(fields)
+    module = models.create_models(config)[0]
+    nets += [module, module.init(jax.random.key(0), x, train=False)]
+  return (x, *nets)
+
+
 def test_residual_blocks_add_a_3x3_layer_per_level_and_start_near_identity(tiny_config):
   """res_blocks = 1: one 3x3 conv (no bias) and one BatchNorm at every encoder level but the
   innermost and every decoder level but the outermost; 0 is the network it always was. At
   initialisation's small weights the blocks pass their input on almost unchanged."""
-  tiny_config.hints.mode = "strokes"
-  cin = models.input_channels(tiny_config)
-  x = jax.random.uniform(jax.random.key(1), (2, 32, 48, cin), minval=-1.0, maxval=1.0)
-  plain_module = models.create_models(tiny_config)[0]
-  plain = plain_module.init(jax.random.key(0), x, train=False)
+  x, plain_module, plain, res_module, res = _plain_and_variant(tiny_config, res_blocks=1)
   gen = tiny_config.model.gen
   assert models.count_params(plain["params"]) == expected_generator_params(
-      cin, gen.features, gen.max_features, gen.depth)
-  tiny_config.model.gen.res_blocks = 1
-  res_module = models.create_models(tiny_config)[0]
-  res = res_module.init(jax.random.key(0), x, train=False)
+      models.input_channels(tiny_config), gen.features, gen.max_features, gen.depth)
   widths = [min(gen.features * 2**i, gen.max_features) for i in range(gen.depth)]
   # Encoder levels 0..depth-2 and decoder levels 1..depth-1 run at the same widths.
   extra = 2 * sum(9 * w * w + 2 * w for w in widths[:-1])
@@ -239,16 +246,10 @@ def test_attention_levels_add_a_self_attention_layer_that_starts_as_the_plain_ne
   """attention_levels=(i,): a residual self-attention layer after decoder level i (a
   LayerNorm and query, key, value and output projections of its width); at initialisation
   the generator computes exactly the network without it, given the same other weights."""
-  tiny_config.hints.mode = "strokes"
-  cin = models.input_channels(tiny_config)
-  x = jax.random.uniform(jax.random.key(1), (2, 32, 48, cin), minval=-1.0, maxval=1.0)
-  plain_module = models.create_models(tiny_config)[0]
-  plain = plain_module.init(jax.random.key(0), x, train=False)
   gen = tiny_config.model.gen
   level = gen.depth - 1
-  tiny_config.model.gen.attention_levels = (level,)
-  attn_module = models.create_models(tiny_config)[0]
-  attn = attn_module.init(jax.random.key(0), x, train=False)
+  x, plain_module, plain, attn_module, attn = _plain_and_variant(
+      tiny_config, attention_levels=(level,))
   width = min(gen.features * 2**(level - 1), gen.max_features)
   assert set(attn["params"]) - set(plain["params"]) == {f"dec{level}_attention"}
   assert models.count_params(attn["params"]) == (
