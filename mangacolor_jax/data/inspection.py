@@ -51,6 +51,10 @@ def collect_batches(config, num_batches: int) -> Tuple[List[Dict[str, np.ndarray
   keep = val.pop("valid") > 0
   val = {k: v[keep] for k, v in val.items()}
   if config.hints.mode != "none":
+    if config.hints.mode == "strokes" and config.hints.guided_share > 0:
+      logging.info("config.hints.guided_share=%g: training starts that share of the "
+                   "strokes where its generator colours wrong; without a model, these "
+                   "strokes start anywhere on paper", config.hints.guided_share)
     for step, batch in enumerate(train):
       batch["hints"] = np.asarray(hints_lib.training_hints(
           seeds.step_keys(train_rng, step).hints, config.hints, batch["target"],
