@@ -9,13 +9,13 @@ Command:
   python -m mangacolor_jax.train --config configs/anime_faces.py --workdir runs/faces \
       --config.data.image_dir=PATH
 
-Hardware and expected result: a 2-core CPU at 1.5-3 steps/s (2,000 steps, 32k images, in
-12-35 minutes; 17-19 on the 2 cores the protocol ran on). The quality protocol
-(docs/quality.md: 32k images, the faces' test split) measures 17.46 +- 0.04 dB PSNR without
-hints on XDoG line art (17.25 and 15.24 on dilation and thick-XDoG line art), colourfulness
-0.69 of the targets', +1.6 / +2.4 dB with 10 / 30 painted strokes at random places and
-+2.2 / +3.4 dB with 10 / 30 strokes where its colours are wrong, painted in rounds of ten
-(row t1, seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9 and -2.7
+Hardware and expected result: a 2-core CPU at 1.1-2.3 steps/s (2,000 steps, 32k images, in
+15-30 minutes; 22 on the 2 cores the protocol ran on). The quality protocol
+(docs/quality.md: 32k images, the faces' test split) measures 17.43 +- 0.01 dB PSNR without
+hints on XDoG line art (17.21 and 15.24 on dilation and thick-XDoG line art), colourfulness
+0.70 of the targets', +1.6 / +2.6 dB with 10 / 30 painted strokes at random places and
++2.4 / +3.6 dB with 10 / 30 strokes where its colours are wrong, painted in rounds of ten
+(row v1, seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9 and -2.7
 dB with strokes). G's BatchNorm statistics are measured under the averaged weights before
 each evaluation and checkpoint (config.model.ema_bn_batches): with the last iterate's
 statistics, longer runs seemed to fall after about 3,000 steps; measured, the recipe before
@@ -61,6 +61,11 @@ def get_config():
   # strokes (o1: +0.26 / +0.32 dB from 30 random / guided strokes over three seeds, the
   # same without hints, -0.04 dB from one to three strokes).
   config.hints.max_strokes = 60
+  # Half of the training images get their strokes where G's own colouring of them without
+  # hints is wrong, as a person paints them (v1: +0.15 / +0.24 dB from 10 / 30 strokes where the
+  # colours are wrong over three seeds, -0.03 dB without hints). It costs an extra forward pass
+  # of G: a step takes about 1.3x as long on 2 CPU cores.
+  config.hints.guided_share = 0.5
   # A full-resolution head: the last layer reads 16 decoder channels beside the line art and
   # the hints at 64x64 (e1: +0.25 dB on dilation line art, SSIM 0.768 -> 0.791 over three
   # seeds, for +22% of G's FLOPs).
