@@ -63,9 +63,16 @@ def error_weight(plain: jax.Array, target: jax.Array) -> jax.Array:
   weight the quality protocol's guided strokes start by)."""
   error = jnp.mean(jnp.abs(plain - target), axis=-1)
   window = jax.lax.reduce_window(error, 0.0, jax.lax.add, (1, 5, 5), (1, 1, 1), "SAME")
-  count = jax.lax.reduce_window(jnp.ones_like(error), 0.0, jax.lax.add, (1, 5, 5),
-                                (1, 1, 1), "SAME")
-  return jnp.square(window / count)
+  return jnp.square(window / _window_counts(error.shape[1:], 5))
+
+
+def _window_counts(hw: tuple[int, int], size: int) -> np.ndarray:
+  """[H, W]: the pixels inside each SAME `size` x `size` window, counted here: XLA would fold a
+  window sum over a constant of ones at compile time, slowly and with a logged alarm."""
+  r = size // 2
+  rows, cols = (np.minimum(np.arange(n) + r, n - 1) - np.maximum(np.arange(n) - r, 0) + 1
+                for n in hw)
+  return np.outer(rows, cols).astype(np.float32)
 
 
 # Strokes per image in the evaluation's "with hints" metrics (training evaluation and the

@@ -75,6 +75,18 @@ def test_error_weight_is_the_protocols_guided_weight_inside_the_image():
                              expected[:, 2:-2, 2:-2], rtol=1e-5)
 
 
+def test_error_weight_at_the_border_averages_only_the_pixels_inside():
+  """At the image's border the 5x5 window is cut off: the mean is over the pixels that
+  remain (on a 7x6 image, where every pixel is within two of a border)."""
+  rng = np.random.default_rng(1)
+  plain, target = rng.uniform(-1, 1, (2, 1, 7, 6, 3)).astype(np.float32)
+  error = np.abs(plain - target).mean(-1)[0]
+  expected = np.array([[error[max(i - 2, 0):i + 3, max(j - 2, 0):j + 3].mean() for j in range(6)]
+                       for i in range(7)]) ** 2
+  np.testing.assert_allclose(np.asarray(jax.jit(hints_lib.error_weight)(plain, target))[0],
+                             expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("share", [-0.1, 1.5])
 def test_guided_share_outside_0_1_is_a_config_error(share):
   with pytest.raises(ValueError, match=r"config\.hints\.guided_share"):
