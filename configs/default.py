@@ -130,6 +130,9 @@ def get_config():
   # by a residual self-attention layer over all their positions (memory grows with the
   # square of their number: keep to the coarse levels).
   config.model.gen.attention_levels = ()
+  # Decoder levels (0 to depth - 1; 0 makes the full-resolution output) that upsample by
+  # sub-pixel convolution whatever gen.upsample says.
+  config.model.gen.subpixel_levels = ()
   # The discriminator: the fields of nn.models.PatchDiscriminator.
   config.model.disc = ml_collections.ConfigDict()
   config.model.disc.features = 32

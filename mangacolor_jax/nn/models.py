@@ -37,6 +37,9 @@ class UNetGenerator(nn.Module):
     activation: relu | leaky_relu | prelu, used in the decoder (encoder: leaky ReLU, as
       pix2pix, unless activation is prelu).
     upsample: resize | transpose | subpixel | phase (`Upsample`).
+    subpixel_levels: decoder levels (0 to depth - 1; level i makes 1/2**i of the image's
+      side) that upsample by `subpixel` whatever `upsample` says, e.g. the outer levels,
+      where its four 3x3 kernels a position cost few weights.
     dropout: decoder dropout rate on the innermost half of the levels (0 turns it off).
     hint_pyramid: with hints (the input's last `hint_channels` channels), give every
       encoder level the hints pooled to its resolution (`pool_hints`) beside its input, so
@@ -66,6 +69,7 @@ class UNetGenerator(nn.Module):
   head_features: int = 0
   res_blocks: int = 0
   attention_levels: tuple[int, ...] = ()
+  subpixel_levels: tuple[int, ...] = ()
   hint_channels: int = 0
   downsample: str = "conv"
   dtype: Any = jnp.float32
@@ -106,8 +110,9 @@ class UNetGenerator(nn.Module):
         x = jnp.concatenate([skips[i], x], axis=-1)
       x = layers_lib.Activation(self.activation, name=f"dec{i}_act")(x)
       out = widths[i - 1] if i > 0 else (self.head_features or self.out_channels)
-      x = resampling.Upsample(out, self.upsample, use_bias=(i == 0), dtype=self.dtype,
-                   name=f"dec{i}_up")(x)
+      kind = "subpixel" if i in self.subpixel_levels else self.upsample
+      x = resampling.Upsample(out, kind, use_bias=(i == 0), dtype=self.dtype,
+                              name=f"dec{i}_up")(x)
       if i > 0:
         x = norm(name=f"dec{i}_norm")(x)
         x = residual(x, f"dec{i}", self.activation)
@@ -197,6 +202,10 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
   if any(not isinstance(i, int) or not 0 < i < gen.depth for i in levels):
     raise ValueError(f"config.model.gen.attention_levels={levels} must hold decoder levels "
                      f"from 1 to config.model.gen.depth - 1 = {gen.depth - 1}")
+  levels = tuple(gen.subpixel_levels)
+  if any(not isinstance(i, int) or not 0 <= i < gen.depth for i in levels):
+    raise ValueError(f"config.model.gen.subpixel_levels={levels} must hold decoder levels "
+                     f"from 0 to config.model.gen.depth - 1 = {gen.depth - 1}")
   if not 0.0 <= gen.dropout < 1.0:
     raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw
@@ -219,7 +228,8 @@ def create_models(config) -> tuple[UNetGenerator, PatchDiscriminator]:
   """The generator and discriminator of `config.model` (their fields, by name) at
   `config.dtype`."""
   m, dtype = config.model, jnp.dtype(config.dtype)
-  gen_fields = {**m.gen.to_dict(), "attention_levels": tuple(m.gen.attention_levels)}
+  gen_fields = {**m.gen.to_dict(), "attention_levels": tuple(m.gen.attention_levels),
+                "subpixel_levels": tuple(m.gen.subpixel_levels)}
   gen = UNetGenerator(**gen_fields, hint_channels=input_channels(config) - 1,
                       downsample=m.downsample, dtype=dtype)
   disc = PatchDiscriminator(**m.disc.to_dict(), downsample=m.downsample, dtype=dtype)

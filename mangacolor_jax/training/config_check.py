@@ -39,6 +39,7 @@ def upgrade_saved_config(config: dict) -> dict:
   model["gen"].setdefault("head_features", 0)
   model["gen"].setdefault("res_blocks", 0)
   model["gen"].setdefault("attention_levels", ())
+  model["gen"].setdefault("subpixel_levels", ())
   config.get("data", {}).pop("tfds_name", None)
   config.get("data", {}).setdefault("lineart_on", "host")
   config.get("data", {}).setdefault("file_check", "auto")

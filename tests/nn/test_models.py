@@ -267,3 +267,32 @@ def test_attention_levels_outside_the_decoder_are_a_config_error(tiny_config, le
   tiny_config.model.gen.attention_levels = levels
   with pytest.raises(ValueError, match=r"config\.model\.gen\.attention_levels"):
     models.validate_model_config(tiny_config, (32, 48))
+
+
+def test_subpixel_levels_change_only_those_levels_upsampling(tiny_config):
+  """subpixel_levels=(0,): the outermost level upsamples by a 3x3 conv to four times its
+  outputs, the others as gen.upsample says; every level listed computes exactly the
+  network whose gen.upsample is subpixel."""
+  gen = tiny_config.model.gen
+  x, _, plain, _, outer = _plain_and_variant(tiny_config, upsample="resize",
+                                             subpixel_levels=(0,))
+  shapes = lambda v: jax.tree_util.tree_map(np.shape, v["params"])
+  plain_shapes, outer_shapes = shapes(plain), shapes(outer)
+  assert outer_shapes["dec0_up"]["conv"]["kernel"][-1] == (
+      4 * plain_shapes["dec0_up"]["conv"]["kernel"][-1])
+  assert {k: v for k, v in outer_shapes.items() if k != "dec0_up"} == {
+      k: v for k, v in plain_shapes.items() if k != "dec0_up"}
+  *_, every_module, every = _plain_and_variant(
+      tiny_config, upsample="resize", subpixel_levels=tuple(range(gen.depth)))
+  tiny_config.model.gen.update(upsample="subpixel", subpixel_levels=())
+  sub_module = models.create_models(tiny_config)[0]
+  np.testing.assert_array_equal(np.asarray(sub_module.apply(every, x, train=False)),
+                                np.asarray(every_module.apply(every, x, train=False)))
+
+
+@pytest.mark.parametrize("levels", [(-1,), (4,), (0, 7)])
+def test_subpixel_levels_outside_the_decoder_are_a_config_error(tiny_config, levels):
+  tiny_config.model.gen.depth = 4
+  tiny_config.model.gen.subpixel_levels = levels
+  with pytest.raises(ValueError, match=r"config\.model\.gen\.subpixel_levels"):
+    models.validate_model_config(tiny_config, (32, 48))
