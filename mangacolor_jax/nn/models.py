@@ -198,14 +198,11 @@ def validate_model_config(config, image_hw: tuple[int, int]) -> None:
   for field in ("head_features", "res_blocks"):
     if int(gen[field]) < 0:
       raise ValueError(f"config.model.gen.{field}={gen[field]} must be >= 0")
-  levels = tuple(gen.attention_levels)
-  if any(not isinstance(i, int) or not 0 < i < gen.depth for i in levels):
-    raise ValueError(f"config.model.gen.attention_levels={levels} must hold decoder levels "
-                     f"from 1 to config.model.gen.depth - 1 = {gen.depth - 1}")
-  levels = tuple(gen.subpixel_levels)
-  if any(not isinstance(i, int) or not 0 <= i < gen.depth for i in levels):
-    raise ValueError(f"config.model.gen.subpixel_levels={levels} must hold decoder levels "
-                     f"from 0 to config.model.gen.depth - 1 = {gen.depth - 1}")
+  for field, lowest in (("attention_levels", 1), ("subpixel_levels", 0)):
+    levels = tuple(gen[field])
+    if any(not isinstance(i, int) or not lowest <= i < gen.depth for i in levels):
+      raise ValueError(f"config.model.gen.{field}={levels} must hold decoder levels from "
+                       f"{lowest} to config.model.gen.depth - 1 = {gen.depth - 1}")
   if not 0.0 <= gen.dropout < 1.0:
     raise ValueError(f"config.model.gen.dropout={gen.dropout} must be in [0, 1)")
   h, w = image_hw
