@@ -120,8 +120,8 @@ class Upsample(nn.Module):
   """Doubles height and width and maps to `features` channels.
 
   `resize` (nearest neighbour + 3x3 conv) avoids the checkerboard artefacts of transposed
-  convolutions and is much faster than `transpose` under XLA:CPU; `transpose` is pix2pix's 4x4/2
-  ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space; `phase` is
+  convolutions and is much faster than `transpose` under XLA:CPU; `transpose` is pix2pix's
+  4x4/2 ConvTranspose; `subpixel` is a 3x3 conv to 4x channels + depth-to-space; `phase` is
   the same map as `transpose` with the same weights, computed without input dilation
   (`PhaseConvTranspose`): pix2pix's layer at dense-convolution speed.
   """
