@@ -18,11 +18,11 @@ hints on XDoG line art (17.30 and 15.28 on dilation and thick-XDoG line art), co
 (row u3, seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9 and -2.7
 dB with strokes). G's BatchNorm statistics are measured under the averaged weights before
 each evaluation and checkpoint (config.model.ema_bn_batches): with the last iterate's
-statistics, longer runs seemed to fall after about 3,000 steps; measured, the recipe before
-t1's residual layers (row p2) scores 17.51 dB at 128k images (8,000 steps, one seed), at
-its last checkpoint, colourfulness 0.78 and +2.5 / +3.8 dB from strokes where its colours
-are wrong. colorize and serve load the best checkpoint, which the run keeps. On a GPU,
-raise batch_size and num_train_steps.
+statistics, longer runs seemed to fall after about 3,000 steps; measured, this recipe
+scores 17.80 dB at 128k images (8,000 steps, one seed) at its last checkpoint (18.29 and
+16.04 on dilation and thick XDoG), colourfulness 0.76, and +2.6 / +4.1 dB from 10 / 30
+strokes where its colours are wrong. colorize and serve load the best checkpoint, which the
+run keeps. On a GPU, raise batch_size and num_train_steps.
 """
 
 from configs import default
