@@ -19,8 +19,8 @@ hints on XDoG line art (17.30 and 15.28 on dilation and thick-XDoG line art), co
 dB with strokes). G's BatchNorm statistics are measured under the averaged weights before
 each evaluation and checkpoint (config.model.ema_bn_batches): with the last iterate's
 statistics, longer runs seemed to fall after about 3,000 steps; measured, this recipe
-scores 17.82 dB at 128k images (8,000 steps, seeds 0 and 1) at its last checkpoint (18.28
-and 15.92 on dilation and thick XDoG), colourfulness 0.76, and +2.6 / +4.0 dB from 10 / 30
+scores 17.80 dB at 128k images (8,000 steps, seeds 0, 1, 2) at its last checkpoint (18.27
+and 15.94 on dilation and thick XDoG), colourfulness 0.76, and +2.6 / +4.0 dB from 10 / 30
 strokes where its colours are wrong. colorize and serve load the best checkpoint, which the
 run keeps. On a GPU, raise batch_size and num_train_steps.
 """
