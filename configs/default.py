@@ -155,6 +155,9 @@ def get_config():
   config.loss.gp_weight = 10.0
   config.loss.l1_weight = 100.0
   config.loss.mse_weight = 0.0
+  # L1 between output and target per-pixel chroma (saturation, blind to hue): pays for
+  # the grey that L1 alone settles on when a colour is in doubt. 0 turns it off.
+  config.loss.chroma_weight = 0.0
   config.loss.l2_weight = 0.0  # L2 penalty on the generator's kernels
 
   config.optim = ml_collections.ConfigDict()

@@ -23,6 +23,8 @@ def validate_loss_config(loss_config) -> None:
                      f"not one of {PENALTIES}")
   if loss_config.gan == "none" and loss_config.gradient_penalty != "none":
     raise ValueError("config.loss.gradient_penalty needs a GAN loss (config.loss.gan)")
+  if loss_config.chroma_weight < 0:
+    raise ValueError(f"config.loss.chroma_weight={loss_config.chroma_weight} must be >= 0")
 
 
 def d_loss(real_logits: jax.Array, fake_logits: jax.Array, kind: str) -> jax.Array:
@@ -55,6 +57,23 @@ def l1_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 def mse_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean((pred - target)**2)
+
+
+def chroma(image: jax.Array) -> jax.Array:
+  """Per-pixel chroma [..., H, W]: the length of (R - G, (R + G) / 2 - B), the opponent
+  axes of the colourfulness metric (`image_metrics.colourfulness`); 0 on grey."""
+  red, green, blue = jnp.moveaxis(image, -1, 0)
+  rg = red - green
+  yb = 0.5 * (red + green) - blue
+  # sqrt(x + eps) - sqrt(eps): 0 on grey, with a finite gradient there.
+  return jnp.sqrt(rg**2 + yb**2 + 1e-6) - 1e-3
+
+
+def chroma_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+  """Mean |chroma(pred) - chroma(target)| per pixel: how far each pixel's saturation is
+  from the target's, whatever its hue. L1 pays an uncertain hue's guess less the greyer
+  it is; this term pays for the grey."""
+  return jnp.mean(jnp.abs(chroma(pred) - chroma(target)))
 
 
 def l2_penalty(params) -> jax.Array:

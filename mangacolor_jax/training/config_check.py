@@ -44,6 +44,7 @@ def upgrade_saved_config(config: dict) -> dict:
   config.get("data", {}).setdefault("lineart_on", "host")
   config.get("data", {}).setdefault("file_check", "auto")
   config.get("hints", {}).setdefault("guided_share", 0.0)
+  config.get("loss", {}).setdefault("chroma_weight", 0.0)
   return config
 
 

@@ -5,7 +5,8 @@ The training step (`step.train_step`), the diagnostics that recompute its gradie
 functions, so the losses they look at are the losses that train.
 
   D: loss.gan's D loss on (real, fake) + loss.gp_weight * gradient penalty
-  G: loss.l1_weight * L1 + loss.mse_weight * MSE [+ loss.gan_weight * adversarial]
+  G: loss.l1_weight * L1 + loss.mse_weight * MSE [+ loss.chroma_weight * chroma L1]
+     [+ loss.gan_weight * adversarial]
      (+ loss.l2_weight * L2 of G's kernels, added to the gradients by the step)
 """
 
@@ -58,9 +59,13 @@ def discriminator_loss(nets: state_lib.Networks, d_params, d_batch_stats, linear
 
 
 def reconstruction_loss(loss_config, fake: jax.Array, target: jax.Array):
-  """G's reconstruction terms: (l1_weight * L1 + mse_weight * MSE, {"g_l1", "g_mse"})."""
+  """G's reconstruction terms: (l1_weight * L1 + mse_weight * MSE [+ chroma_weight *
+  chroma L1], {"g_l1", "g_mse"[, "g_chroma"]}); the chroma term only when its weight > 0."""
   terms = {"g_l1": losses.l1_loss(fake, target), "g_mse": losses.mse_loss(fake, target)}
   total = loss_config.l1_weight * terms["g_l1"] + loss_config.mse_weight * terms["g_mse"]
+  if loss_config.chroma_weight > 0:
+    terms["g_chroma"] = losses.chroma_loss(fake, target)
+    total = total + loss_config.chroma_weight * terms["g_chroma"]
   return total, terms
 
 

@@ -41,6 +41,31 @@ def test_reconstruction_losses():
   assert float(losses.mse_loss(a, b)) == pytest.approx(0.25)
 
 
+def test_chroma_loss_pays_for_grey_not_for_hue():
+  red = jnp.zeros((1, 2, 2, 3)).at[..., 0].set(1.0)
+  green = red[..., (1, 0, 2)]  # R and G swapped: the same chroma, another hue
+  grey = jnp.zeros_like(red)
+  assert float(losses.chroma_loss(red, red)) == pytest.approx(0.0, abs=1e-6)
+  assert float(losses.chroma_loss(green, red)) == pytest.approx(0.0, abs=1e-6)
+  assert float(losses.l1_loss(green, red)) > 0.5  # L1 sees the hue ...
+  # ... and the chroma term the grey: red's chroma is |(1, 0.5)| = 1.118.
+  assert float(losses.chroma_loss(grey, red)) == pytest.approx(math.sqrt(1.25), 1e-3)
+  grad = jax.grad(losses.chroma_loss)(grey, red)
+  assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_chroma_term_joins_g_objective_only_with_weight(tiny_config):
+  from mangacolor_jax.training import objective  # pylint: disable=g-import-not-at-top
+  fake = jnp.zeros((1, 2, 2, 3))
+  target = jnp.zeros((1, 2, 2, 3)).at[..., 0].set(1.0)
+  plain, terms = objective.reconstruction_loss(tiny_config.loss, fake, target)
+  assert "g_chroma" not in terms  # off by default: the step computes what it did before
+  tiny_config.loss.chroma_weight = 10.0
+  total, terms = objective.reconstruction_loss(tiny_config.loss, fake, target)
+  assert float(terms["g_chroma"]) == pytest.approx(math.sqrt(1.25), 1e-3)
+  assert float(total) == pytest.approx(float(plain) + 10.0 * math.sqrt(1.25), 1e-3)
+
+
 def test_l2_penalty_counts_kernels_only():
   params = {"conv": {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.full((3,), 100.0)},
             "norm": {"scale": jnp.full((3,), 100.0)}}

@@ -36,6 +36,7 @@ def test_a_config_saved_before_nested_model_fields_builds_the_same_networks(tiny
     ("optim.schedule", "step", "config.optim.schedule"),
     ("hints.drop_prob", 2.0, "config.hints.drop_prob"),
     ("loss.gan", "wgan", "config.loss.gan"),
+    ("loss.chroma_weight", -1.0, "config.loss.chroma_weight"),
     ("dtype", "float16", "config.dtype"),
 ])
 def test_each_part_names_its_field(tiny_config, field, value, message):
