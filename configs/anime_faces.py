@@ -9,20 +9,21 @@ Command:
   python -m mangacolor_jax.train --config configs/anime_faces.py --workdir runs/faces \
       --config.data.image_dir=PATH
 
-Hardware and expected result: a 2-core CPU at 1.1-2.3 steps/s (2,000 steps, 32k images, in
-15-30 minutes; 20-23 on the 2 cores the protocol ran on). The quality protocol
-(docs/quality.md: 32k images, the faces' test split) measures 17.49 +- 0.02 dB PSNR without
-hints on XDoG line art (17.30 and 15.28 on dilation and thick-XDoG line art), colourfulness
-0.69 of the targets', +1.6 / +2.6 dB with 10 / 30 painted strokes at random places and
-+2.4 / +3.6 dB with 10 / 30 strokes where its colours are wrong, painted in rounds of ten
-(row u3, seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9 and -2.7
+Hardware and expected result: a 2-core CPU at 0.8-1.6 steps/s (2,000 steps, 32k images, in
+21-42 minutes; 24-27 on the 2 cores the protocol ran on). The quality protocol
+(docs/quality.md: 32k images, the faces' test split) measures 17.54 +- 0.03 dB PSNR without
+hints on XDoG line art (17.39 and 15.27 on dilation and thick-XDoG line art), colourfulness
+0.71 of the targets', +1.7 / +2.6 dB with 10 / 30 painted strokes at random places and
++2.4 / +3.7 dB with 10 / 30 strokes where its colours are wrong, painted in rounds of ten
+(row z1, seeds 0, 1, 2; the baseline before the ablation, one seed: 14.9 dB, -0.9 and -2.7
 dB with strokes). G's BatchNorm statistics are measured under the averaged weights before
 each evaluation and checkpoint (config.model.ema_bn_batches): with the last iterate's
-statistics, longer runs seemed to fall after about 3,000 steps; measured, this recipe
-scores 17.80 dB at 128k images (8,000 steps, seeds 0, 1, 2) at its last checkpoint (18.27
-and 15.94 on dilation and thick XDoG), colourfulness 0.76, and +2.6 / +4.0 dB from 10 / 30
-strokes where its colours are wrong. colorize and serve load the best checkpoint, which the
-run keeps. On a GPU, raise batch_size and num_train_steps.
+statistics, longer runs seemed to fall after about 3,000 steps; measured, this recipe with
+G 48 channels wide (row u3) scores 17.80 dB at 128k images (8,000 steps, seeds 0, 1, 2) at
+its last checkpoint (18.27 and 15.94 on dilation and thick XDoG), colourfulness 0.76, and
++2.6 / +4.0 dB from 10 / 30 strokes where its colours are wrong; the 64-wide G has not been
+run at 128k. colorize and serve load the best checkpoint, which the run keeps. On a GPU,
+raise batch_size and num_train_steps.
 """
 
 from configs import default
@@ -70,11 +71,14 @@ def get_config():
   # the hints at 64x64 (e1: +0.25 dB on dilation line art, SSIM 0.768 -> 0.791 over three
   # seeds, for +22% of G's FLOPs).
   config.model.gen.head_features = 16
-  # A wider G: 48 channels at the first level, up to 384 (p2: +0.11 dB on XDoG, +0.17 on
-  # dilation and +0.12 on thick XDoG over three seeds, ahead on each; the strokes' gains
-  # the same). It costs a training step 1.35x and inference 1.7x as long on 2 CPU cores.
-  config.model.gen.features = 48
-  config.model.gen.max_features = 384
+  # A wider G: 64 channels at the first level, up to 512 (G 23.0M parameters). From 32 to 48
+  # (p2): +0.11 dB on XDoG, +0.17 on dilation and +0.12 on thick XDoG over three seeds; from
+  # 48 to 64 on today's recipe (z1): +0.05 dB on XDoG and +0.10 on dilation over three
+  # seeds, ahead on each, thick XDoG the same, +0.05 / +0.07 dB more from 30 strokes at
+  # random places / where wrong. 64 costs a training step 1.43x and inference 1.8x as long
+  # as 48 on 2 CPU cores: at equal compute, about level with 48 shown more images.
+  config.model.gen.features = 64
+  config.model.gen.max_features = 512
   # One residual 3x3 layer at every level's resolution, in the encoder and the decoder
   # (t1: +0.14 dB on XDoG over three seeds, ahead on each, +0.36 on dilation, +0.11 on thick
   # XDoG; with strokes it scores what p2 did, so their gains are smaller). A training step
