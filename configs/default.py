@@ -156,7 +156,8 @@ def get_config():
   config.loss.l1_weight = 100.0
   config.loss.mse_weight = 0.0
   # L1 between output and target per-pixel chroma (saturation, blind to hue): pays for
-  # the grey that L1 alone settles on when a colour is in doubt. 0 turns it off.
+  # the grey that L1 alone settles on when a colour is in doubt. 0 turns it off; on the
+  # faces it tinted everything mauve rather than commit to hues (docs/quality.md, c1, c2).
   config.loss.chroma_weight = 0.0
   config.loss.l2_weight = 0.0  # L2 penalty on the generator's kernels
 
