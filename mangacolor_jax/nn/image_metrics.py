@@ -248,6 +248,12 @@ def lab_l1(pred: Array, target: Array) -> jax.Array:
   return jnp.mean(diff, axis=(1, 2, 3))
 
 
+def opponent_axes(image: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The opponent colour axes of RGB [..., 3]: (R - G, (R + G) / 2 - B), each [...]."""
+  red, green, blue = jnp.moveaxis(image, -1, 0)
+  return red - green, 0.5 * (red + green) - blue
+
+
 def colourfulness(image: Array) -> jax.Array:
   """Hasler & Suesstrunk (2003) colourfulness M per image.
 
@@ -266,9 +272,7 @@ def colourfulness(image: Array) -> jax.Array:
   _check_images("colourfulness", image)
   if image.shape[-1] != 3:
     raise ValueError(f"colourfulness expects 3 channels, got {image.shape}.")
-  red, green, blue = jnp.moveaxis(255.0 * image, -1, 0)
-  rg = red - green
-  yb = 0.5 * (red + green) - blue
+  rg, yb = opponent_axes(255.0 * image)
   axes = (1, 2)
   mean_rg, mean_yb = jnp.mean(rg, axis=axes), jnp.mean(yb, axis=axes)
   var_rg = jnp.mean(jnp.square(rg - mean_rg[:, None, None]), axis=axes)

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mangacolor_jax.nn import image_metrics
+
 GANS = ("vanilla", "lsgan", "hinge", "none")
 PENALTIES = ("none", "dragan", "r1")
 
@@ -62,9 +64,7 @@ def mse_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
 def chroma(image: jax.Array) -> jax.Array:
   """Per-pixel chroma [..., H, W]: the length of (R - G, (R + G) / 2 - B), the opponent
   axes of the colourfulness metric (`image_metrics.colourfulness`); 0 on grey."""
-  red, green, blue = jnp.moveaxis(image, -1, 0)
-  rg = red - green
-  yb = 0.5 * (red + green) - blue
+  rg, yb = image_metrics.opponent_axes(image)
   # sqrt(x + eps) - sqrt(eps): 0 on grey, with a finite gradient there.
   return jnp.sqrt(rg**2 + yb**2 + 1e-6) - 1e-3
 
