@@ -1,10 +1,11 @@
-r"""How a trained run's no-hint scores move with its colours' strength and its line art's tone.
+r"""How a trained run's no-hint scores move with its colours' strength and its line art's
+tone, pen width and XDoG scale.
 
   .venv/bin/python scripts/sensitivity.py --config configs/anime_faces.py \
       --workdir runs/quality/o1_strokes60/images_32000/seed_0 \
       --config.data.image_dir=../shared/data/anime_faces/faces64
 
-Two sweeps on the protocol's test split of `--config`, nothing trained:
+Three sweeps on the protocol's test split of `--config`, nothing trained:
 
 * Colour: the run's colourings of the XDoG line art with their chroma scaled about each
   pixel's grey (x0: grey, x1: as made, x1.3: 30% more colourful), scored for PSNR and the
@@ -13,6 +14,10 @@ Two sweeps on the protocol's test split of `--config`, nothing trained:
 * Tone: each extractor's line art with its grey levels raised to a power (< 1 lighter,
   > 1 darker; paper and full ink stay), coloured and scored. It shows how much of a gap
   between extractors is the lines' tone (`config.data.line_tone` trains against it).
+* Width: XDoG line art at other sigmas (the protocol's `xdog_thick` is 0.8) and the
+  protocol's XDoG thickened toward its 3x3 minimum (`config.data.line_weight`'s op), coloured
+  and scored. It shows how fast a model falls off the line widths it trained on
+  (`config.data.xdog_sigma`).
 """
 
 import os
@@ -26,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mangacolor_jax.infer import colorizer as colorizer_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mangacolor_jax.input_pipeline import lineart  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mangacolor_jax.input_pipeline.tf_cpu import tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.nn import image_metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.protocol import testset as testset_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -39,6 +46,10 @@ flags.DEFINE_list("chroma", ["0", "0.5", "0.8", "1", "1.1", "1.2", "1.3", "1.4",
                   "Scales of the colourings' chroma.")
 flags.DEFINE_list("powers", ["0.5", "0.6", "0.8", "1", "1.25"],
                   "Powers of the line art's grey levels.")
+flags.DEFINE_list("sigmas", ["0.4", "0.5", "0.6", "0.7", "0.8"],
+                  "XDoG sigmas (in the upscaled pixels of config.data.lineart_upscale).")
+flags.DEFINE_list("thicken", ["0.25", "0.5"],
+                  "Shares by which the protocol's XDoG moves toward its 3x3 minimum.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -78,6 +89,21 @@ def main(argv):
   for name, art in test.lineart.items():
     for p in FLAGS.powers:
       print("{} power {}: {:.2f} {:.2f}".format(name, p, *score(colour(tone(art, float(p))))))
+  upscale = int(FLAGS.config.data.lineart_upscale)
+  images = (test.target + 1.0) / 2.0
+
+  def extract(extractor, batch=64):
+    fn = tf.function(lambda x: tf.map_fn(extractor, x))
+    return np.concatenate([fn(tf.constant(images[i:i + batch])).numpy()
+                           for i in range(0, len(images), batch)]) * 2.0 - 1.0
+
+  for s in FLAGS.sigmas:
+    art = extract(lambda im, s=float(s): lineart.xdog(im, s, upscale=upscale))
+    print("xdog sigma {}: {:.2f} {:.2f}".format(s, *score(colour(art))))
+  for share in FLAGS.thicken:
+    art = extract(lambda im, share=float(share): lineart.thicken(
+        lineart.xdog(im, lineart.EVAL_SIGMA, upscale=upscale), share))
+    print("xdog thickened {}: {:.2f} {:.2f}".format(share, *score(colour(art))))
 
 
 if __name__ == "__main__":
