@@ -32,7 +32,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mangacolor_jax.infer import colorizer as colorizer_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.input_pipeline import lineart  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mangacolor_jax.input_pipeline.tf_cpu import tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.nn import image_metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.protocol import testset as testset_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mangacolor_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -90,18 +89,12 @@ def main(argv):
     for p in FLAGS.powers:
       print("{} power {}: {:.2f} {:.2f}".format(name, p, *score(colour(tone(art, float(p))))))
   upscale = int(FLAGS.config.data.lineart_upscale)
-  images = (test.target + 1.0) / 2.0
-
-  def extract(extractor, batch=64):
-    fn = tf.function(lambda x: tf.map_fn(extractor, x))
-    return np.concatenate([fn(tf.constant(images[i:i + batch])).numpy()
-                           for i in range(0, len(images), batch)]) * 2.0 - 1.0
-
   for s in FLAGS.sigmas:
-    art = extract(lambda im, s=float(s): lineart.xdog(im, s, upscale=upscale))
+    art = testset_lib.line_art(test.target,
+                               lambda im, s=float(s): lineart.xdog(im, s, upscale=upscale))
     print("xdog sigma {}: {:.2f} {:.2f}".format(s, *score(colour(art))))
   for share in FLAGS.thicken:
-    art = extract(lambda im, share=float(share): lineart.thicken(
+    art = testset_lib.line_art(test.target, lambda im, share=float(share): lineart.thicken(
         lineart.xdog(im, lineart.EVAL_SIGMA, upscale=upscale), share))
     print("xdog thickened {}: {:.2f} {:.2f}".format(share, *score(colour(art))))
 

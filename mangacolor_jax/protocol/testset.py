@@ -61,6 +61,15 @@ class TestSet:
   hints: dict[int, np.ndarray | None]
 
 
+def line_art(target: np.ndarray, extract: Callable[[tf.Tensor], tf.Tensor],
+             batch: int = 64) -> np.ndarray:
+  """`extract` (an [H, W, 3] image in [0, 1] to its [H, W, 1] line art) over `target`
+  ([N, H, W, 3] in [-1, 1]) in batches: [N, H, W, 1] in [-1, 1]."""
+  fn = tf.function(lambda x: tf.map_fn(extract, x))
+  return np.concatenate([fn(tf.constant((target[i:i + batch] + 1.0) / 2.0)).numpy()
+                         for i in range(0, len(target), batch)]) * 2.0 - 1.0
+
+
 def build_test_set(config, strokes=STROKES, batch: int = 64) -> TestSet:
   """The test split of `config` (`datasets.create_eval_dataset(split="test")`)."""
   names, targets = [], []
@@ -70,12 +79,8 @@ def build_test_set(config, strokes=STROKES, batch: int = 64) -> TestSet:
     targets.append(b["target"][keep])
   target = np.concatenate(targets)
   upscale = int(config.data.lineart_upscale)
-  arts = {}
-  for name, extract in EXTRACTORS.items():
-    fn = tf.function(lambda x, extract=extract: tf.map_fn(
-        lambda im: extract(im, upscale), x))
-    arts[name] = np.concatenate([fn(tf.constant((target[i:i + batch] + 1.0) / 2.0)).numpy()
-                                 for i in range(0, len(target), batch)]) * 2.0 - 1.0
+  arts = {name: line_art(target, lambda im, extract=extract: extract(im, upscale), batch)
+          for name, extract in EXTRACTORS.items()}
   hints = {}
   for count in strokes:
     if count == 0:
